@@ -1,0 +1,233 @@
+//! Persistence port. The SCIM core decides *what* to write; a store decides
+//! *how*, atomically. The interface is shaped by DynamoDB's reality so that
+//! both the embedded store and the DynamoDB store can implement it with the
+//! same guarantees:
+//!
+//! * every resource carries a `version`; writes are conditional on it;
+//! * uniqueness is enforced by the store, atomically with the write, through
+//!   [`UniqueKey`]s the core computes (e.g. lower-cased `userName`);
+//! * group membership is one record per (group, member) with a reverse index,
+//!   so changing one member of a huge group touches O(1) records;
+//! * the equality lookups IdPs use are index reads, never scans.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::scim::schema::Kind;
+
+/// A tenant id, validated at the HTTP edge (`[A-Za-z0-9_-]{1,64}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(s: &str) -> Option<TenantId> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| TenantId(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A resource as stored: its attributes in canonical form (core attributes at
+/// the top, extension attributes under their schema URN) without the
+/// attributes the service computes (`id`, `meta`, `schemas`, `members`,
+/// `groups`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResource {
+    pub id: String,
+    pub kind: Kind,
+    pub version: u64,
+    /// RFC 3339 timestamps.
+    pub created: String,
+    pub last_modified: String,
+    pub attrs: Map<String, Value>,
+    /// Number of members (groups only); maintained by the store.
+    #[serde(default)]
+    pub member_count: u64,
+}
+
+/// A value that must be unique per tenant and resource type, e.g.
+/// `("userName", "alice@example.com")` (already case-folded by the core).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UniqueKey {
+    pub attr: &'static str,
+    pub value: String,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MemberRef {
+    pub id: String,
+    pub kind: Kind,
+}
+
+/// The change to a group's members made by one write, in this order: remove
+/// every member if `clear`, then remove `remove`, then add `add`. Adding a
+/// present member or removing an absent one is a no-op.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberDelta {
+    pub clear: bool,
+    pub remove: Vec<String>,
+    pub add: Vec<MemberRef>,
+}
+
+impl MemberDelta {
+    pub fn is_empty(&self) -> bool {
+        !self.clear && self.remove.is_empty() && self.add.is_empty()
+    }
+}
+
+/// A conditional write of a resource.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The new state; its `version` must be `expected_version + 1`.
+    pub resource: StoredResource,
+    pub expected_version: u64,
+    /// Keys of the stored state, to release.
+    pub old_keys: Vec<UniqueKey>,
+    /// Keys of the new state, to claim.
+    pub new_keys: Vec<UniqueKey>,
+    pub members: MemberDelta,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A unique key is held by another resource.
+    #[error("{attr} {value:?} is already taken")]
+    Conflict { attr: &'static str, value: String },
+    /// The stored version differs from the expected one (or the resource is gone).
+    #[error("version mismatch")]
+    VersionMismatch,
+    #[error("not found")]
+    NotFound,
+    /// A member to add does not exist.
+    #[error("member {0} does not exist")]
+    MemberNotFound(String),
+    /// Throttled or temporarily unreachable; worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+/// Credential material of a tenant: only a hash of the bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    /// Hex SHA-256 of the current token; earlier tokens are not kept.
+    pub token_sha256: String,
+    pub created: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError>;
+
+    /// Resources with the given ids, of either kind, in no particular order;
+    /// missing ids are skipped.
+    async fn get_many(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<StoredResource>, StoreError>;
+
+    /// The resource holding a unique key, through the uniqueness index.
+    async fn find_by_key(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        key: &UniqueKey,
+    ) -> Result<Option<StoredResource>, StoreError>;
+
+    /// Writes a new resource (version 1) with its keys and, for a group, its
+    /// initial members; fails with `Conflict` if a key is taken.
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        resource: &StoredResource,
+        keys: &[UniqueKey],
+        members: &[MemberRef],
+    ) -> Result<(), StoreError>;
+
+    /// Conditional write; `VersionMismatch` if the stored version is not
+    /// `expected_version`, `Conflict` if a new key is taken.
+    async fn update(&self, tenant: &TenantId, update: &Update) -> Result<(), StoreError>;
+
+    /// Deletes a resource, its keys and its memberships in both directions
+    /// (groups it belonged to get a new version). With `expected_version`,
+    /// fails with `VersionMismatch` unless it matches.
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Number of resources of a kind.
+    async fn count(&self, tenant: &TenantId, kind: Kind) -> Result<u64, StoreError>;
+
+    /// Resources of a kind in ascending id order, starting after `after`.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError>;
+
+    /// Resources of a kind in ascending id order, skipping the first `offset`.
+    async fn list_at(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError>;
+
+    /// Members of a group in ascending member id order, after `after`.
+    async fn members(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MemberRef>, StoreError>;
+
+    /// Whether `member_id` is a direct member of the group.
+    async fn is_member(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        member_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Ids of the groups that `member_id` directly belongs to.
+    async fn groups_of(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
+    async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;
+}
