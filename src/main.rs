@@ -1,1 +1,103 @@
-fn main() {}
+//! Entry point: a local HTTP server on the embedded store, or the Lambda
+//! handler when started by the Lambda runtime (`AWS_LAMBDA_RUNTIME_API`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use scim_provisioning::app::{self, LocalConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "scim-provisioning",
+    version,
+    about = "SCIM 2.0 provisioning endpoint"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the SCIM API over HTTP on the embedded store (the default).
+    Serve(ServeArgs),
+    /// Create a tenant, or give an existing one a new token (invalidating
+    /// the old one), in the embedded store. Stop the server first.
+    Token {
+        /// Tenant id (letters, digits, '-' and '_').
+        tenant: String,
+        #[arg(long, env = "SCIM_DATA_DIR", default_value = ".data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Parser, Clone)]
+struct ServeArgs {
+    /// Address to bind; loopback unless you mean otherwise.
+    #[arg(long, env = "SCIM_BIND", default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Port; 0 picks a free one (printed on start).
+    #[arg(long, env = "SCIM_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Where the embedded store keeps its data.
+    #[arg(long, env = "SCIM_DATA_DIR", default_value = ".data")]
+    data_dir: PathBuf,
+    /// The demo tenant created on first start.
+    #[arg(long, env = "SCIM_DEMO_TENANT", default_value = "demo")]
+    demo_tenant: String,
+    /// Token for the demo tenant, instead of a generated one (for scripts).
+    #[arg(long, env = "SCIM_DEMO_TOKEN", hide_env_values = true)]
+    demo_token: Option<String>,
+    /// Extra tenants as `id=token,id2=token2` (for tests and scripts).
+    #[arg(long, env = "SCIM_TENANTS", hide_env_values = true)]
+    tenants: Option<String>,
+    /// Public URL prefix for `meta.location`, e.g. https://scim.example.com.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
+}
+
+fn main() -> ExitCode {
+    app::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            return app::run_lambda().await;
+        }
+        let cli = Cli::parse();
+        match cli.command {
+            Some(Command::Token { tenant, data_dir }) => app::issue_token(&data_dir, &tenant).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            None => serve(ServeArgs::parse_from(std::env::args().take(1))).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), app::AppError> {
+    let config = LocalConfig {
+        addr: SocketAddr::new(args.bind, args.port),
+        data_dir: args.data_dir,
+        demo_tenant: args.demo_tenant,
+        demo_token: args.demo_token,
+        tenants: args.tenants,
+        public_base_url: args.public_base_url,
+    };
+    app::serve_local(config).await
+}

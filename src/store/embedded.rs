@@ -1,1 +1,1363 @@
-//! placeholder
+//! The embedded store: one redb file, for running on a single host.
+//!
+//! It mirrors the DynamoDB layout on purpose (one record per membership, one
+//! record per unique key, everything keyed by tenant first) so that both
+//! stores give the same guarantees and the same costs: changing one member of
+//! a huge group touches a handful of records, and no trait method scans more
+//! than one tenant's slice of one table.
+//!
+//! Keys are tuples of strings. redb orders tuples element by element, so every
+//! `(tenant, …)` prefix is one contiguous range, whatever bytes the ids hold.
+//!
+//! | table       | key                          | value                                  |
+//! |-------------|------------------------------|----------------------------------------|
+//! | `resources` | (tenant, kind, id)           | [`Row`] as JSON (resource + its keys)  |
+//! | `ids`       | (tenant, id)                 | kind, for lookups by id alone          |
+//! | `unique`    | (tenant, kind, attr, value)  | id of the holder                       |
+//! | `members`   | (tenant, group, member)      | kind of the member                     |
+//! | `member_of` | (tenant, member, group)      | ()                                     |
+//! | `counts`    | (tenant, kind)               | number of resources                    |
+//! | `tenants`   | tenant                       | [`TenantRecord`] as JSON               |
+//!
+//! Every write is one redb write transaction committed with
+//! [`Durability::Immediate`], i.e. fsynced before the caller hears "ok".
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{
+    MemberDelta, MemberRef, Store, StoreError, StoredResource, TenantId, TenantRecord, UniqueKey,
+    Update,
+};
+use crate::scim::schema::Kind;
+
+type K2 = (&'static str, &'static str);
+type K3 = (&'static str, &'static str, &'static str);
+type K4 = (&'static str, &'static str, &'static str, &'static str);
+
+const RESOURCES: TableDefinition<K3, &str> = TableDefinition::new("resources");
+const IDS: TableDefinition<K2, &str> = TableDefinition::new("ids");
+const UNIQUE: TableDefinition<K4, &str> = TableDefinition::new("unique");
+const MEMBERS: TableDefinition<K3, &str> = TableDefinition::new("members");
+const MEMBER_OF: TableDefinition<K3, ()> = TableDefinition::new("member_of");
+const COUNTS: TableDefinition<K2, u64> = TableDefinition::new("counts");
+const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
+
+/// The value of the `resources` table.
+#[derive(Serialize, Deserialize)]
+struct Row {
+    resource: StoredResource,
+    /// The unique keys this resource holds, as (attr, value), so that
+    /// `delete` can release them without the core recomputing them.
+    keys: Vec<(String, String)>,
+}
+
+fn key_pairs(keys: &[UniqueKey]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| (k.attr.to_owned(), k.value.clone()))
+        .collect()
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(e.into().to_string())
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("undecodable record: {e}"))
+}
+
+fn parse_kind(s: &str) -> Result<Kind, StoreError> {
+    Kind::from_name(s).ok_or_else(|| StoreError::Backend(format!("unknown resource kind {s:?}")))
+}
+
+fn parse_row(json: &str) -> Result<Row, StoreError> {
+    serde_json::from_str(json).map_err(corrupt)
+}
+
+fn now() -> Result<String, StoreError> {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .map_err(|e| StoreError::Backend(format!("formatting time: {e}")))
+}
+
+fn not_a_group() -> StoreError {
+    StoreError::Backend("only groups have members".into())
+}
+
+fn load_row(
+    table: &impl ReadableTable<K3, &'static str>,
+    tenant: &str,
+    kind: Kind,
+    id: &str,
+) -> Result<Option<Row>, StoreError> {
+    match table.get((tenant, kind.name(), id)).map_err(backend)? {
+        Some(json) => parse_row(json.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Visits in key order the entries whose key starts with `prefix` and whose
+/// last element sorts strictly after `after`, until `visit` returns false.
+/// The range is open-ended (no upper bound can be spelled for an arbitrary
+/// string), so the walk stops at the first key outside the prefix instead.
+fn walk<V: redb::Value + 'static>(
+    table: &impl ReadableTable<K3, V>,
+    prefix: (&str, &str),
+    after: Option<&str>,
+    mut visit: impl FnMut(&str, V::SelfType<'_>) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let (a, b) = prefix;
+    let start = match after {
+        Some(last) => Bound::Excluded((a, b, last)),
+        None => Bound::Included((a, b, "")),
+    };
+    for entry in table.range((start, Bound::Unbounded)).map_err(backend)? {
+        let (key, value) = entry.map_err(backend)?;
+        let (ka, kb, kc) = key.value();
+        if ka != a || kb != b || !visit(kc, value.value())? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Every table, opened inside one write transaction.
+struct Tables<'t> {
+    resources: Table<'t, K3, &'static str>,
+    ids: Table<'t, K2, &'static str>,
+    unique: Table<'t, K4, &'static str>,
+    members: Table<'t, K3, &'static str>,
+    member_of: Table<'t, K3, ()>,
+    counts: Table<'t, K2, u64>,
+    tenants: Table<'t, &'static str, &'static str>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            resources: txn.open_table(RESOURCES).map_err(backend)?,
+            ids: txn.open_table(IDS).map_err(backend)?,
+            unique: txn.open_table(UNIQUE).map_err(backend)?,
+            members: txn.open_table(MEMBERS).map_err(backend)?,
+            member_of: txn.open_table(MEMBER_OF).map_err(backend)?,
+            counts: txn.open_table(COUNTS).map_err(backend)?,
+            tenants: txn.open_table(TENANTS).map_err(backend)?,
+        })
+    }
+
+    fn load(&self, tenant: &str, kind: Kind, id: &str) -> Result<Option<Row>, StoreError> {
+        load_row(&self.resources, tenant, kind, id)
+    }
+
+    fn save(&mut self, tenant: &str, row: &Row) -> Result<(), StoreError> {
+        let json = serde_json::to_string(row).map_err(corrupt)?;
+        let r = &row.resource;
+        self.resources
+            .insert((tenant, r.kind.name(), r.id.as_str()), json.as_str())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn kind_of(&self, tenant: &str, id: &str) -> Result<Option<Kind>, StoreError> {
+        match self.ids.get((tenant, id)).map_err(backend)? {
+            Some(kind) => parse_kind(kind.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn count_by(&mut self, tenant: &str, kind: Kind, up: bool) -> Result<(), StoreError> {
+        let key = (tenant, kind.name());
+        let n = self
+            .counts
+            .get(key)
+            .map_err(backend)?
+            .map_or(0, |g| g.value());
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        self.counts.insert(key, n).map_err(backend)?;
+        Ok(())
+    }
+
+    /// Takes a unique key for `id`; holding it already is fine, so the same
+    /// key listed twice or kept across an update is not a conflict.
+    fn claim(
+        &mut self,
+        tenant: &str,
+        kind: Kind,
+        key: &UniqueKey,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let k = (tenant, kind.name(), key.attr, key.value.as_str());
+        let holder = self
+            .unique
+            .get(k)
+            .map_err(backend)?
+            .map(|g| g.value().to_owned());
+        match holder {
+            Some(holder) if holder != id => Err(StoreError::Conflict {
+                attr: key.attr,
+                value: key.value.clone(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.unique.insert(k, id).map_err(backend)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Frees a unique key, but only if `id` holds it: the caller's idea of the
+    /// old keys must never free a key that someone else has taken since.
+    fn release(
+        &mut self,
+        tenant: &str,
+        kind: Kind,
+        attr: &str,
+        value: &str,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let k = (tenant, kind.name(), attr, value);
+        let held = self
+            .unique
+            .get(k)
+            .map_err(backend)?
+            .is_some_and(|g| g.value() == id);
+        if held {
+            self.unique.remove(k).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a membership in both directions; false if it already existed.
+    /// The member's kind is taken from the store rather than the caller, so
+    /// the membership record cannot disagree with the resource.
+    fn link(&mut self, tenant: &str, group: &str, member: &str) -> Result<bool, StoreError> {
+        let kind = self
+            .kind_of(tenant, member)?
+            .ok_or_else(|| StoreError::MemberNotFound(member.to_owned()))?;
+        let existed = self
+            .members
+            .insert((tenant, group, member), kind.name())
+            .map_err(backend)?
+            .is_some();
+        self.member_of
+            .insert((tenant, member, group), ())
+            .map_err(backend)?;
+        Ok(!existed)
+    }
+
+    /// Removes a membership in both directions; false if there was none.
+    fn unlink(&mut self, tenant: &str, group: &str, member: &str) -> Result<bool, StoreError> {
+        let existed = self
+            .members
+            .remove((tenant, group, member))
+            .map_err(backend)?
+            .is_some();
+        self.member_of
+            .remove((tenant, member, group))
+            .map_err(backend)?;
+        Ok(existed)
+    }
+
+    fn member_ids(&self, tenant: &str, group: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        walk(&self.members, (tenant, group), None, |member, _| {
+            ids.push(member.to_owned());
+            Ok(true)
+        })?;
+        Ok(ids)
+    }
+
+    fn groups_of(&self, tenant: &str, member: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        walk(&self.member_of, (tenant, member), None, |group, ()| {
+            ids.push(group.to_owned());
+            Ok(true)
+        })?;
+        Ok(ids)
+    }
+
+    /// Applies a delta to a group whose current member count is `count`;
+    /// returns the new count.
+    fn apply_delta(
+        &mut self,
+        tenant: &str,
+        group: &str,
+        mut count: u64,
+        delta: &MemberDelta,
+    ) -> Result<u64, StoreError> {
+        if delta.clear {
+            for member in self.member_ids(tenant, group)? {
+                self.unlink(tenant, group, &member)?;
+            }
+            count = 0;
+        }
+        for member in &delta.remove {
+            if self.unlink(tenant, group, member)? {
+                count = count.saturating_sub(1);
+            }
+        }
+        for member in &delta.add {
+            if self.link(tenant, group, &member.id)? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// A [`Store`] on a local redb file. Cheap to clone; clones share the file.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the database at `path`, creating it and its directory if needed.
+    /// redb locks the file, so a second process opening it fails here.
+    pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path).map_err(backend)?;
+        // A read transaction cannot open a table that was never created, so
+        // create them all once rather than special-casing "missing" on reads.
+        let txn = db.begin_write().map_err(backend)?;
+        Tables::open(&txn)?;
+        txn.commit().map_err(backend)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on a snapshot, off the async runtime (redb blocks on I/O).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            f(&txn)
+        })
+        .await
+    }
+
+    /// Runs `f` in one write transaction, committed durably if `f` succeeds
+    /// and rolled back entirely if it fails.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let mut txn = db.begin_write().map_err(backend)?;
+            // The default already, but an acknowledged write surviving a
+            // crash is the contract, so do not depend on a default.
+            txn.set_durability(Durability::Immediate).map_err(backend)?;
+            let result = Tables::open(&txn).and_then(|mut tables| f(&mut tables));
+            match result {
+                Ok(value) => {
+                    txn.commit().map_err(backend)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    if let Err(abort) = txn.abort() {
+                        tracing::warn!(error = %abort, "aborting a failed write transaction");
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.read(move |txn| {
+            let resources = txn.open_table(RESOURCES).map_err(backend)?;
+            Ok(load_row(&resources, tenant.as_str(), kind, &id)?.map(|row| row.resource))
+        })
+        .await
+    }
+
+    async fn get_many(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let (tenant, ids) = (tenant.clone(), ids.to_vec());
+        self.read(move |txn| {
+            let t = tenant.as_str();
+            let kinds = txn.open_table(IDS).map_err(backend)?;
+            let resources = txn.open_table(RESOURCES).map_err(backend)?;
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            for id in &ids {
+                if !seen.insert(id.as_str()) {
+                    continue;
+                }
+                let Some(kind) = kinds.get((t, id.as_str())).map_err(backend)? else {
+                    continue;
+                };
+                let kind = parse_kind(kind.value())?;
+                if let Some(row) = load_row(&resources, t, kind, id)? {
+                    out.push(row.resource);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn find_by_key(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        key: &UniqueKey,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let (tenant, key) = (tenant.clone(), key.clone());
+        self.read(move |txn| {
+            let t = tenant.as_str();
+            let unique = txn.open_table(UNIQUE).map_err(backend)?;
+            let holder = unique
+                .get((t, kind.name(), key.attr, key.value.as_str()))
+                .map_err(backend)?;
+            let Some(id) = holder else {
+                return Ok(None);
+            };
+            let resources = txn.open_table(RESOURCES).map_err(backend)?;
+            Ok(load_row(&resources, t, kind, id.value())?.map(|row| row.resource))
+        })
+        .await
+    }
+
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        resource: &StoredResource,
+        keys: &[UniqueKey],
+        members: &[MemberRef],
+    ) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        let mut resource = resource.clone();
+        let keys = keys.to_vec();
+        let members: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        self.write(move |w| {
+            let t = tenant.as_str();
+            let (kind, id) = (resource.kind, resource.id.clone());
+            if kind != Kind::Group && !members.is_empty() {
+                return Err(not_a_group());
+            }
+            // Ids are unique per tenant across kinds (memberships and
+            // `get_many` address resources by id alone).
+            if w.kind_of(t, &id)?.is_some() {
+                return Err(StoreError::Conflict {
+                    attr: "id",
+                    value: id,
+                });
+            }
+            for key in &keys {
+                w.claim(t, kind, key, &id)?;
+            }
+            w.ids
+                .insert((t, id.as_str()), kind.name())
+                .map_err(backend)?;
+            w.count_by(t, kind, true)?;
+            let mut count = 0;
+            for member in &members {
+                if w.link(t, &id, member)? {
+                    count += 1;
+                }
+            }
+            resource.member_count = count;
+            w.save(
+                t,
+                &Row {
+                    resource,
+                    keys: key_pairs(&keys),
+                },
+            )
+        })
+        .await
+    }
+
+    async fn update(&self, tenant: &TenantId, update: &Update) -> Result<(), StoreError> {
+        let (tenant, update) = (tenant.clone(), update.clone());
+        self.write(move |w| {
+            let t = tenant.as_str();
+            let Update {
+                mut resource,
+                expected_version,
+                old_keys,
+                new_keys,
+                members,
+            } = update;
+            let (kind, id) = (resource.kind, resource.id.clone());
+            let stored = w.load(t, kind, &id)?.ok_or(StoreError::VersionMismatch)?;
+            if stored.resource.version != expected_version {
+                return Err(StoreError::VersionMismatch);
+            }
+            // Release what we recorded as well as what the core says, so the
+            // resource ends up holding exactly `new_keys` even if the two
+            // disagree; `release` never frees another resource's key.
+            let recorded = stored.keys.iter().map(|(a, v)| (a.as_str(), v.as_str()));
+            let declared = old_keys.iter().map(|k| (k.attr, k.value.as_str()));
+            for (attr, value) in recorded.chain(declared) {
+                w.release(t, kind, attr, value, &id)?;
+            }
+            for key in &new_keys {
+                w.claim(t, kind, key, &id)?;
+            }
+            resource.member_count = if kind == Kind::Group {
+                w.apply_delta(t, &id, stored.resource.member_count, &members)?
+            } else if members.is_empty() {
+                0
+            } else {
+                return Err(not_a_group());
+            };
+            w.save(
+                t,
+                &Row {
+                    resource,
+                    keys: key_pairs(&new_keys),
+                },
+            )
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.write(move |w| {
+            let t = tenant.as_str();
+            let row = w.load(t, kind, &id)?.ok_or(StoreError::NotFound)?;
+            if expected_version.is_some_and(|v| v != row.resource.version) {
+                return Err(StoreError::VersionMismatch);
+            }
+            w.resources
+                .remove((t, kind.name(), id.as_str()))
+                .map_err(backend)?;
+            w.ids.remove((t, id.as_str())).map_err(backend)?;
+            for (attr, value) in &row.keys {
+                w.release(t, kind, attr, value, &id)?;
+            }
+            w.count_by(t, kind, false)?;
+
+            // Losing a member changes a group's representation, so each group
+            // gets a new version (and ETag), like any other change to it.
+            let now = now()?;
+            for group in w.groups_of(t, &id)? {
+                w.unlink(t, &group, &id)?;
+                if group == id {
+                    continue; // a group in itself: already gone
+                }
+                if let Some(mut row) = w.load(t, Kind::Group, &group)? {
+                    let g = &mut row.resource;
+                    g.member_count = g.member_count.saturating_sub(1);
+                    g.version += 1;
+                    g.last_modified.clone_from(&now);
+                    w.save(t, &row)?;
+                }
+            }
+            if kind == Kind::Group {
+                for member in w.member_ids(t, &id)? {
+                    w.unlink(t, &id, &member)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn count(&self, tenant: &TenantId, kind: Kind) -> Result<u64, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |txn| {
+            let counts = txn.open_table(COUNTS).map_err(backend)?;
+            let n = counts
+                .get((tenant.as_str(), kind.name()))
+                .map_err(backend)?
+                .map_or(0, |g| g.value());
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.map(str::to_owned));
+        self.read(move |txn| {
+            let resources = txn.open_table(RESOURCES).map_err(backend)?;
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            let prefix = (tenant.as_str(), kind.name());
+            walk(&resources, prefix, after.as_deref(), |_, json| {
+                out.push(parse_row(json)?.resource);
+                Ok(out.len() < limit)
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_at(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |txn| {
+            let resources = txn.open_table(RESOURCES).map_err(backend)?;
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            // Skipped entries cost a key comparison each; their values are
+            // never decoded.
+            let mut skip = offset;
+            walk(
+                &resources,
+                (tenant.as_str(), kind.name()),
+                None,
+                |_, json| {
+                    if skip > 0 {
+                        skip -= 1;
+                        return Ok(true);
+                    }
+                    out.push(parse_row(json)?.resource);
+                    Ok(out.len() < limit)
+                },
+            )?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn members(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MemberRef>, StoreError> {
+        let (tenant, group) = (tenant.clone(), group_id.to_owned());
+        let after = after.map(str::to_owned);
+        self.read(move |txn| {
+            let members = txn.open_table(MEMBERS).map_err(backend)?;
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            let prefix = (tenant.as_str(), group.as_str());
+            walk(&members, prefix, after.as_deref(), |id, kind| {
+                out.push(MemberRef {
+                    id: id.to_owned(),
+                    kind: parse_kind(kind)?,
+                });
+                Ok(out.len() < limit)
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn is_member(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        member_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (tenant, group, member) = (tenant.clone(), group_id.to_owned(), member_id.to_owned());
+        self.read(move |txn| {
+            let members = txn.open_table(MEMBERS).map_err(backend)?;
+            let found = members
+                .get((tenant.as_str(), group.as_str(), member.as_str()))
+                .map_err(backend)?
+                .is_some();
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn groups_of(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (tenant, member) = (tenant.clone(), member_id.to_owned());
+        self.read(move |txn| {
+            let member_of = txn.open_table(MEMBER_OF).map_err(backend)?;
+            let mut groups = Vec::new();
+            walk(
+                &member_of,
+                (tenant.as_str(), member.as_str()),
+                None,
+                |group, ()| {
+                    groups.push(group.to_owned());
+                    Ok(true)
+                },
+            )?;
+            Ok(groups)
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |txn| {
+            let tenants = txn.open_table(TENANTS).map_err(backend)?;
+            match tenants.get(tenant.as_str()).map_err(backend)? {
+                Some(json) => serde_json::from_str(json.value())
+                    .map(Some)
+                    .map_err(corrupt),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |w| {
+            let json = serde_json::to_string(&record).map_err(corrupt)?;
+            w.tenants
+                .insert(record.id.as_str(), json.as_str())
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, json};
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
+    fn resource(kind: Kind, id: &str, name: &str) -> StoredResource {
+        let mut attrs = Map::new();
+        attrs.insert("name".into(), json!(name));
+        StoredResource {
+            id: id.into(),
+            kind,
+            version: 1,
+            created: "2024-01-01T00:00:00Z".into(),
+            last_modified: "2024-01-01T00:00:00Z".into(),
+            attrs,
+            member_count: 0,
+        }
+    }
+
+    fn user(id: &str) -> StoredResource {
+        resource(Kind::User, id, id)
+    }
+
+    fn group(id: &str) -> StoredResource {
+        resource(Kind::Group, id, id)
+    }
+
+    fn key(attr: &'static str, value: &str) -> UniqueKey {
+        UniqueKey {
+            attr,
+            value: value.into(),
+        }
+    }
+
+    fn name_key(r: &StoredResource) -> UniqueKey {
+        key("userName", r.attrs["name"].as_str().unwrap())
+    }
+
+    fn member(id: &str) -> MemberRef {
+        MemberRef {
+            id: id.into(),
+            kind: Kind::User,
+        }
+    }
+
+    fn ids(v: &[StoredResource]) -> Vec<&str> {
+        v.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    fn open() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("nested/dir/scim.redb")).unwrap();
+        (dir, store)
+    }
+
+    async fn add_user(s: &EmbeddedStore, t: &TenantId, id: &str) -> StoredResource {
+        let u = user(id);
+        s.create(t, &u, &[name_key(&u)], &[]).await.unwrap();
+        u
+    }
+
+    /// An update of `stored` to `new` (same id), with a member delta.
+    fn update(stored: &StoredResource, new: StoredResource, members: MemberDelta) -> Update {
+        let mut resource = new;
+        resource.version = stored.version + 1;
+        Update {
+            old_keys: vec![name_key(stored)],
+            new_keys: vec![name_key(&resource)],
+            resource,
+            expected_version: stored.version,
+            members,
+        }
+    }
+
+    fn add(ids: &[&str]) -> MemberDelta {
+        MemberDelta {
+            add: ids.iter().map(|id| member(id)).collect(),
+            ..MemberDelta::default()
+        }
+    }
+
+    async fn member_ids(s: &EmbeddedStore, t: &TenantId, g: &str) -> Vec<String> {
+        let m = s.members(t, g, None, 1000).await.unwrap();
+        m.into_iter().map(|m| m.id).collect()
+    }
+
+    #[tokio::test]
+    async fn create_then_read_back() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        let u = add_user(&s, &t, "u1").await;
+
+        assert_eq!(s.get(&t, Kind::User, "u1").await.unwrap(), Some(u.clone()));
+        assert_eq!(s.get(&t, Kind::Group, "u1").await.unwrap(), None);
+        assert_eq!(s.get(&t, Kind::User, "nope").await.unwrap(), None);
+        let found = s.find_by_key(&t, Kind::User, &key("userName", "u1")).await;
+        assert_eq!(found.unwrap(), Some(u.clone()));
+        let missing = s.find_by_key(&t, Kind::User, &key("userName", "x")).await;
+        assert_eq!(missing.unwrap(), None);
+        assert_eq!(s.count(&t, Kind::User).await.unwrap(), 1);
+        assert_eq!(s.count(&t, Kind::Group).await.unwrap(), 0);
+
+        let g = group("g1");
+        s.create(&t, &g, &[key("displayName", "g1")], &[])
+            .await
+            .unwrap();
+        let wanted = ["u1".to_string(), "gone".into(), "g1".into(), "u1".into()];
+        let mut many = s.get_many(&t, &wanted).await.unwrap();
+        many.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(ids(&many), ["g1", "u1"]);
+    }
+
+    #[tokio::test]
+    async fn create_conflict_names_the_taken_key_and_writes_nothing() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        let a = user("a");
+        let keys = [key("userName", "alice"), key("externalId", "ext-1")];
+        s.create(&t, &a, &keys, &[]).await.unwrap();
+
+        let b = user("b");
+        let keys = [key("userName", "bob"), key("externalId", "ext-1")];
+        let err = s.create(&t, &b, &keys, &[]).await.unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Conflict {
+                attr: "externalId",
+                value: "ext-1".into()
+            }
+        );
+        // "bob" was claimed before the conflict was found; it must be rolled back.
+        assert_eq!(s.get(&t, Kind::User, "b").await.unwrap(), None);
+        assert_eq!(s.count(&t, Kind::User).await.unwrap(), 1);
+        let bob = s.find_by_key(&t, Kind::User, &key("userName", "bob")).await;
+        assert_eq!(bob.unwrap(), None);
+
+        // Keys are per kind: a group may use the same value.
+        let g = group("g");
+        s.create(&t, &g, &[key("userName", "alice")], &[])
+            .await
+            .unwrap();
+
+        // Reusing an id is a conflict too, whatever the kind.
+        let err = s.create(&t, &group("a"), &[], &[]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { attr: "id", .. }));
+    }
+
+    #[tokio::test]
+    async fn stale_update_fails_and_writes_nothing() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        let u = add_user(&s, &t, "u1").await;
+
+        let mut stale = update(
+            &u,
+            resource(Kind::User, "u1", "renamed"),
+            MemberDelta::default(),
+        );
+        stale.expected_version = 7;
+        stale.resource.version = 8;
+        let err = s.update(&t, &stale).await.unwrap_err();
+        assert_eq!(err, StoreError::VersionMismatch);
+        assert_eq!(s.get(&t, Kind::User, "u1").await.unwrap(), Some(u.clone()));
+        let old = s.find_by_key(&t, Kind::User, &key("userName", "u1")).await;
+        assert_eq!(old.unwrap().map(|r| r.id), Some("u1".into()));
+        let new = s
+            .find_by_key(&t, Kind::User, &key("userName", "renamed"))
+            .await;
+        assert_eq!(new.unwrap(), None);
+
+        // A missing resource is a version mismatch as well.
+        let ghost = update(&user("ghost"), user("ghost"), MemberDelta::default());
+        let err = s.update(&t, &ghost).await.unwrap_err();
+        assert_eq!(err, StoreError::VersionMismatch);
+    }
+
+    #[tokio::test]
+    async fn rename_moves_the_key() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        let u = add_user(&s, &t, "u1").await;
+        add_user(&s, &t, "u2").await;
+
+        // Taking another resource's key fails, and nothing moves.
+        let clash = update(&u, resource(Kind::User, "u1", "u2"), MemberDelta::default());
+        let err = s.update(&t, &clash).await.unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Conflict {
+                attr: "userName",
+                value: "u2".into()
+            }
+        );
+        let still = s.find_by_key(&t, Kind::User, &key("userName", "u1")).await;
+        assert_eq!(still.unwrap().map(|r| r.id), Some("u1".into()));
+
+        // Keeping one's own key is fine.
+        let same = update(&u, user("u1"), MemberDelta::default());
+        s.update(&t, &same).await.unwrap();
+        let u = s.get(&t, Kind::User, "u1").await.unwrap().unwrap();
+        assert_eq!(u.version, 2);
+
+        let rename = update(
+            &u,
+            resource(Kind::User, "u1", "alice"),
+            MemberDelta::default(),
+        );
+        s.update(&t, &rename).await.unwrap();
+        let new = s
+            .find_by_key(&t, Kind::User, &key("userName", "alice"))
+            .await;
+        assert_eq!(new.unwrap().map(|r| r.version), Some(3));
+        let old = s.find_by_key(&t, Kind::User, &key("userName", "u1")).await;
+        assert_eq!(old.unwrap(), None);
+        // The old value is free for someone else.
+        let u3 = resource(Kind::User, "u3", "u1");
+        s.create(&t, &u3, &[name_key(&u3)], &[]).await.unwrap();
+
+        // Delete releases the key the store recorded.
+        s.delete(&t, Kind::User, "u1", Some(3)).await.unwrap();
+        let u4 = resource(Kind::User, "u4", "alice");
+        s.create(&t, &u4, &[name_key(&u4)], &[]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn membership_changes_are_idempotent_and_counted() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        for id in ["u1", "u2", "u3"] {
+            add_user(&s, &t, id).await;
+        }
+        let g = group("g");
+        let initial = [member("u2"), member("u1"), member("u2")];
+        s.create(&t, &g, &[], &initial).await.unwrap();
+        let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+        assert_eq!(g.member_count, 2);
+        assert_eq!(member_ids(&s, &t, "g").await, ["u1", "u2"]);
+
+        // Adding present members and removing absent ones changes nothing.
+        let mut delta = add(&["u2", "u3"]);
+        delta.remove = vec!["u9".into()];
+        let mut new = g.clone();
+        new.member_count = 999; // the store owns the count
+        s.update(&t, &update(&g, new, delta)).await.unwrap();
+        let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+        assert_eq!((g.version, g.member_count), (2, 3));
+        assert_eq!(member_ids(&s, &t, "g").await, ["u1", "u2", "u3"]);
+
+        let delta = MemberDelta {
+            remove: vec!["u1".into(), "u1".into()],
+            ..MemberDelta::default()
+        };
+        s.update(&t, &update(&g, g.clone(), delta)).await.unwrap();
+        let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+        assert_eq!(g.member_count, 2);
+        assert!(!s.is_member(&t, "g", "u1").await.unwrap());
+        assert!(s.is_member(&t, "g", "u2").await.unwrap());
+        assert_eq!(s.groups_of(&t, "u1").await.unwrap(), Vec::<String>::new());
+        assert_eq!(s.groups_of(&t, "u2").await.unwrap(), ["g"]);
+
+        // Clear, then remove, then add: u3 ends up the only member.
+        let delta = MemberDelta {
+            clear: true,
+            remove: vec!["u3".into()],
+            add: vec![member("u3")],
+        };
+        s.update(&t, &update(&g, g.clone(), delta)).await.unwrap();
+        let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+        assert_eq!(g.member_count, 1);
+        assert_eq!(member_ids(&s, &t, "g").await, ["u3"]);
+        assert_eq!(s.groups_of(&t, "u2").await.unwrap(), Vec::<String>::new());
+
+        // A nested group is a member too, recorded with its own kind.
+        s.create(&t, &group("inner"), &[], &[]).await.unwrap();
+        s.update(&t, &update(&g, g.clone(), add(&["inner"])))
+            .await
+            .unwrap();
+        let m = s.members(&t, "g", None, 10).await.unwrap();
+        assert_eq!(m[0].id, "inner");
+        assert_eq!(m[0].kind, Kind::Group);
+        assert_eq!(s.groups_of(&t, "inner").await.unwrap(), ["g"]);
+    }
+
+    #[tokio::test]
+    async fn members_page_in_id_order() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        for id in ["c", "a", "e", "b", "d"] {
+            add_user(&s, &t, id).await;
+        }
+        let all: Vec<MemberRef> = ["e", "d", "c", "b", "a"]
+            .iter()
+            .map(|i| member(i))
+            .collect();
+        s.create(&t, &group("g"), &[], &all).await.unwrap();
+        let page = s.members(&t, "g", None, 2).await.unwrap();
+        assert_eq!(
+            page.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let page = s.members(&t, "g", Some("b"), 2).await.unwrap();
+        assert_eq!(
+            page.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["c", "d"]
+        );
+        let page = s.members(&t, "g", Some("d"), 2).await.unwrap();
+        assert_eq!(
+            page.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["e"]
+        );
+        assert!(s.members(&t, "g", Some("e"), 2).await.unwrap().is_empty());
+        assert!(s.members(&t, "g", None, 0).await.unwrap().is_empty());
+        assert!(s.members(&t, "other", None, 9).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_member_rolls_back_the_whole_update() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        add_user(&s, &t, "u1").await;
+        add_user(&s, &t, "u2").await;
+
+        let err = s
+            .create(&t, &group("bad"), &[], &[member("u1"), member("ghost")])
+            .await
+            .unwrap_err();
+        assert_eq!(err, StoreError::MemberNotFound("ghost".into()));
+        assert_eq!(s.get(&t, Kind::Group, "bad").await.unwrap(), None);
+        assert!(s.groups_of(&t, "u1").await.unwrap().is_empty());
+        assert_eq!(s.count(&t, Kind::Group).await.unwrap(), 0);
+
+        let g = group("g");
+        s.create(&t, &g, &[name_key(&g)], &[member("u1")])
+            .await
+            .unwrap();
+        let delta = MemberDelta {
+            clear: true,
+            remove: vec![],
+            add: vec![member("u2"), member("ghost")],
+        };
+        let renamed = resource(Kind::Group, "g", "renamed");
+        let err = s.update(&t, &update(&g, renamed, delta)).await.unwrap_err();
+        assert_eq!(err, StoreError::MemberNotFound("ghost".into()));
+
+        let mut expected = g.clone();
+        expected.member_count = 1;
+        assert_eq!(s.get(&t, Kind::Group, "g").await.unwrap(), Some(expected));
+        assert_eq!(member_ids(&s, &t, "g").await, ["u1"]);
+        assert_eq!(s.groups_of(&t, "u1").await.unwrap(), ["g"]);
+        assert!(s.groups_of(&t, "u2").await.unwrap().is_empty());
+        let old = s.find_by_key(&t, Kind::Group, &key("userName", "g")).await;
+        assert!(old.unwrap().is_some());
+        let new = s
+            .find_by_key(&t, Kind::Group, &key("userName", "renamed"))
+            .await;
+        assert_eq!(new.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_user_removes_it_from_its_groups() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        add_user(&s, &t, "u1").await;
+        add_user(&s, &t, "u2").await;
+        for g in ["g1", "g2"] {
+            let members = [member("u1"), member("u2")];
+            s.create(&t, &group(g), &[], &members).await.unwrap();
+        }
+
+        assert_eq!(
+            s.delete(&t, Kind::User, "u1", Some(2)).await.unwrap_err(),
+            StoreError::VersionMismatch
+        );
+        assert_eq!(
+            s.delete(&t, Kind::Group, "u1", None).await.unwrap_err(),
+            StoreError::NotFound
+        );
+        s.delete(&t, Kind::User, "u1", Some(1)).await.unwrap();
+
+        assert_eq!(s.get(&t, Kind::User, "u1").await.unwrap(), None);
+        assert_eq!(s.count(&t, Kind::User).await.unwrap(), 1);
+        assert!(s.groups_of(&t, "u1").await.unwrap().is_empty());
+        for id in ["g1", "g2"] {
+            let g = s.get(&t, Kind::Group, id).await.unwrap().unwrap();
+            assert_eq!((g.version, g.member_count), (2, 1));
+            assert_ne!(g.last_modified, "2024-01-01T00:00:00Z");
+            assert!(time::OffsetDateTime::parse(&g.last_modified, &Rfc3339).is_ok());
+            assert_eq!(member_ids(&s, &t, id).await, ["u2"]);
+        }
+        let freed = s.find_by_key(&t, Kind::User, &key("userName", "u1")).await;
+        assert_eq!(freed.unwrap(), None);
+        assert_eq!(
+            s.delete(&t, Kind::User, "u1", None).await.unwrap_err(),
+            StoreError::NotFound
+        );
+        // The id is free again too.
+        add_user(&s, &t, "u1").await;
+        assert!(s.groups_of(&t, "u1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleting_a_group_clears_both_directions() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        add_user(&s, &t, "u1").await;
+        let members = [member("u1")];
+        s.create(&t, &group("g1"), &[], &members).await.unwrap();
+        s.create(&t, &group("g2"), &[], &members).await.unwrap();
+        // g1 is itself a member of g2.
+        let g2 = s.get(&t, Kind::Group, "g2").await.unwrap().unwrap();
+        s.update(&t, &update(&g2, g2.clone(), add(&["g1"])))
+            .await
+            .unwrap();
+
+        s.delete(&t, Kind::Group, "g1", None).await.unwrap();
+        assert_eq!(s.groups_of(&t, "u1").await.unwrap(), ["g2"]);
+        assert!(s.members(&t, "g1", None, 10).await.unwrap().is_empty());
+        assert!(!s.is_member(&t, "g1", "u1").await.unwrap());
+        let g2 = s.get(&t, Kind::Group, "g2").await.unwrap().unwrap();
+        assert_eq!((g2.version, g2.member_count), (3, 1));
+        assert_eq!(member_ids(&s, &t, "g2").await, ["u1"]);
+        assert_eq!(s.count(&t, Kind::Group).await.unwrap(), 1);
+
+        // A re-created group with the same id starts empty.
+        s.create(&t, &group("g1"), &[], &[]).await.unwrap();
+        assert!(s.members(&t, "g1", None, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn tenants_are_isolated() {
+        let (_dir, s) = open();
+        let (a, b) = (tenant("a"), tenant("b"));
+        add_user(&s, &a, "u1").await;
+        s.create(&a, &group("g"), &[], &[member("u1")])
+            .await
+            .unwrap();
+
+        // The same id and key in another tenant do not collide...
+        let other = resource(Kind::User, "u1", "u1");
+        s.create(&b, &other, &[name_key(&other)], &[])
+            .await
+            .unwrap();
+        // ...and a member must exist in the group's own tenant.
+        add_user(&s, &a, "only-a").await;
+        let err = s
+            .create(&b, &group("g"), &[], &[member("only-a")])
+            .await
+            .unwrap_err();
+        assert_eq!(err, StoreError::MemberNotFound("only-a".into()));
+        s.create(&b, &group("g"), &[], &[]).await.unwrap();
+
+        assert_eq!(s.count(&a, Kind::User).await.unwrap(), 2);
+        assert_eq!(s.count(&b, Kind::User).await.unwrap(), 1);
+        assert_eq!(s.get(&b, Kind::User, "only-a").await.unwrap(), None);
+        assert!(s.get_many(&b, &["only-a".into()]).await.unwrap().is_empty());
+        let key = key("userName", "only-a");
+        assert_eq!(s.find_by_key(&b, Kind::User, &key).await.unwrap(), None);
+        assert_eq!(
+            ids(&s.list(&b, Kind::User, None, 10).await.unwrap()),
+            ["u1"]
+        );
+        assert!(s.members(&b, "g", None, 10).await.unwrap().is_empty());
+        assert!(!s.is_member(&b, "g", "u1").await.unwrap());
+        assert!(s.groups_of(&b, "u1").await.unwrap().is_empty());
+
+        // Deleting in one tenant leaves the other alone.
+        s.delete(&b, Kind::User, "u1", None).await.unwrap();
+        assert!(s.get(&a, Kind::User, "u1").await.unwrap().is_some());
+        assert_eq!(s.groups_of(&a, "u1").await.unwrap(), ["g"]);
+        let g = s.get(&a, Kind::Group, "g").await.unwrap().unwrap();
+        assert_eq!((g.version, g.member_count), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn list_pages_in_id_order() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        for id in ["d", "b", "e", "a", "c"] {
+            add_user(&s, &t, id).await;
+        }
+        // Neighbours in key order that must not show up.
+        s.create(&t, &group("aa"), &[], &[]).await.unwrap();
+        add_user(&s, &tenant("t0"), "z").await;
+        add_user(&s, &tenant("t2"), "0").await;
+
+        let all = s.list(&t, Kind::User, None, 100).await.unwrap();
+        assert_eq!(ids(&all), ["a", "b", "c", "d", "e"]);
+        let page = s.list(&t, Kind::User, None, 2).await.unwrap();
+        assert_eq!(ids(&page), ["a", "b"]);
+        let page = s.list(&t, Kind::User, Some("b"), 2).await.unwrap();
+        assert_eq!(ids(&page), ["c", "d"]);
+        // `after` need not be an existing id.
+        let page = s.list(&t, Kind::User, Some("cc"), 10).await.unwrap();
+        assert_eq!(ids(&page), ["d", "e"]);
+        assert!(
+            s.list(&t, Kind::User, Some("e"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(s.list(&t, Kind::User, None, 0).await.unwrap().is_empty());
+
+        let page = s.list_at(&t, Kind::User, 0, 2).await.unwrap();
+        assert_eq!(ids(&page), ["a", "b"]);
+        let page = s.list_at(&t, Kind::User, 3, 10).await.unwrap();
+        assert_eq!(ids(&page), ["d", "e"]);
+        assert!(s.list_at(&t, Kind::User, 5, 10).await.unwrap().is_empty());
+        assert!(s.list_at(&t, Kind::User, 1, 0).await.unwrap().is_empty());
+        let groups = s.list_at(&t, Kind::Group, 0, 10).await.unwrap();
+        assert_eq!(ids(&groups), ["aa"]);
+    }
+
+    #[tokio::test]
+    async fn tenant_records_upsert() {
+        let (_dir, s) = open();
+        let t = tenant("acme");
+        assert_eq!(s.get_tenant(&t).await.unwrap(), None);
+        let mut rec = TenantRecord {
+            id: t.clone(),
+            token_sha256: "aa".into(),
+            created: "2024-01-01T00:00:00Z".into(),
+        };
+        s.put_tenant(&rec).await.unwrap();
+        rec.token_sha256 = "bb".into();
+        s.put_tenant(&rec).await.unwrap();
+        assert_eq!(s.get_tenant(&t).await.unwrap(), Some(rec));
+        assert_eq!(s.get_tenant(&tenant("other")).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scim.redb");
+        let t = tenant("t1");
+        let rec = TenantRecord {
+            id: t.clone(),
+            token_sha256: "aa".into(),
+            created: "2024-01-01T00:00:00Z".into(),
+        };
+        {
+            let s = EmbeddedStore::open(&path).unwrap();
+            add_user(&s, &t, "u1").await;
+            s.create(&t, &group("g"), &[], &[member("u1")])
+                .await
+                .unwrap();
+            s.put_tenant(&rec).await.unwrap();
+        }
+        let s = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(s.get(&t, Kind::User, "u1").await.unwrap(), Some(user("u1")));
+        assert_eq!(s.count(&t, Kind::User).await.unwrap(), 1);
+        assert_eq!(member_ids(&s, &t, "g").await, ["u1"]);
+        assert_eq!(s.groups_of(&t, "u1").await.unwrap(), ["g"]);
+        assert_eq!(s.get_tenant(&t).await.unwrap(), Some(rec));
+        let taken = s
+            .create(&t, &user("u2"), &[key("userName", "u1")], &[])
+            .await;
+        assert!(matches!(taken, Err(StoreError::Conflict { .. })));
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_do_not_lose_updates() {
+        let (_dir, s) = open();
+        let t = tenant("t1");
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let (s, t) = (s.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                let u = user(&format!("u{i:02}"));
+                s.create(&t, &u, &[name_key(&u)], &[]).await
+            }));
+        }
+        for task in futures::future::join_all(tasks).await {
+            task.unwrap().unwrap();
+        }
+        assert_eq!(s.count(&t, Kind::User).await.unwrap(), 16);
+        assert_eq!(s.list(&t, Kind::User, None, 100).await.unwrap().len(), 16);
+    }
+}

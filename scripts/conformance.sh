@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Starts the service on a free loopback port and runs scim2-tester against
+# it; fails on any check that is not a success.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_python_tools
+
+cargo build --quiet --bin scim-provisioning
+port="$(free_port)"
+data="$(mktemp -d)"
+token="conformance-$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+SCIM_DEMO_TOKEN="$token" RUST_LOG=warn target/debug/scim-provisioning serve \
+  --port "$port" --data-dir "$data" --demo-tenant conformance >"$data/server.log" 2>&1 &
+pid=$!
+base="http://127.0.0.1:$port/scim/v2/conformance"
+wait_for_http "$base/ServiceProviderConfig"
+
+out="$data/scim2-test.txt"
+SCIM_CLI_HEADERS="Authorization: Bearer $token" "$VENV/bin/scim2" --url "$base" test >"$out" 2>&1 || true
+cat "$out"
+python3 scripts/check_conformance.py "$out"

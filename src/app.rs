@@ -1,0 +1,182 @@
+//! Wiring: builds the service from configuration for the local server,
+//! the admin CLI and the Lambda handler.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::auth::{StoreTokens, TokenVerifier, generate_token};
+use crate::http::{AppState, router};
+use crate::scim::model::TenantId;
+use crate::service::Service;
+use crate::store::Store;
+use crate::store::embedded::EmbeddedStore;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("lambda runtime: {0}")]
+    Lambda(String),
+}
+
+pub struct LocalConfig {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub demo_tenant: String,
+    pub demo_token: Option<String>,
+    pub tenants: Option<String>,
+    pub public_base_url: Option<String>,
+}
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn open_store(data_dir: &Path) -> Result<Arc<EmbeddedStore>, AppError> {
+    Ok(Arc::new(EmbeddedStore::open(&data_dir.join("scim.redb"))?))
+}
+
+/// Key that signs pagination cursors; kept beside the data so cursors
+/// survive a restart.
+fn cursor_key(data_dir: &Path) -> Result<Vec<u8>, AppError> {
+    let path = data_dir.join("cursor.key");
+    match std::fs::read(&path) {
+        Ok(k) if k.len() >= 32 => Ok(k),
+        _ => {
+            let key: [u8; 32] = rand::random();
+            std::fs::create_dir_all(data_dir)?;
+            std::fs::write(&path, key)?;
+            Ok(key.to_vec())
+        }
+    }
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
+    TenantId::parse(raw).ok_or_else(|| {
+        AppError::Config(format!(
+            "tenant id {raw:?}: use 1-64 letters, digits, '-' or '_'"
+        ))
+    })
+}
+
+pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
+    let store = open_store(&config.data_dir)?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let tokens = Arc::new(StoreTokens::new(dyn_store.clone()));
+
+    let demo = tenant_id(&config.demo_tenant)?;
+    let mut announce_token = None;
+    match &config.demo_token {
+        Some(t) => tokens.set_token(&demo, t).await?,
+        None if store.get_tenant(&demo).await?.is_none() => {
+            let t = generate_token();
+            tokens.set_token(&demo, &t).await?;
+            announce_token = Some(t);
+        }
+        None => {}
+    }
+    for pair in config
+        .tenants
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (id, token) = pair
+            .split_once('=')
+            .ok_or_else(|| AppError::Config("SCIM_TENANTS takes id=token pairs".into()))?;
+        tokens.set_token(&tenant_id(id)?, token).await?;
+    }
+
+    let service = Arc::new(Service::new(dyn_store, &cursor_key(&config.data_dir)?));
+    let state = AppState {
+        service,
+        tokens: tokens.clone(),
+        public_base_url: config.public_base_url.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let origin = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    println!("SCIM service listening on http://{addr}");
+    println!("Tenant URL:   {origin}/scim/v2/{demo}");
+    match announce_token {
+        Some(t) => println!(
+            "Secret Token: {t}\n(shown once; only its hash is stored. New one: scim-provisioning token {demo})"
+        ),
+        None if config.demo_token.is_some() => {
+            println!("Secret Token: the one given in SCIM_DEMO_TOKEN")
+        }
+        None => println!(
+            "Secret Token: shown at first start; `scim-provisioning token {demo}` issues a new one"
+        ),
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `scim-provisioning token TENANT`: creates the tenant or replaces its token.
+pub async fn issue_token(data_dir: &Path, tenant: &str) -> Result<(), AppError> {
+    let id = tenant_id(tenant)?;
+    let store: Arc<dyn Store> = open_store(data_dir)?;
+    let token = generate_token();
+    StoreTokens::new(store).set_token(&id, &token).await?;
+    println!(
+        "Tenant URL path: /scim/v2/{id}\nSecret Token:    {token}\n(earlier tokens of {id} no longer work)"
+    );
+    Ok(())
+}
+
+/// The Lambda handler: the same router behind `lambda_http`.
+pub async fn run_lambda() -> Result<(), AppError> {
+    let data_dir =
+        PathBuf::from(std::env::var("SCIM_DATA_DIR").unwrap_or_else(|_| "/tmp/scim".into()));
+    let store: Arc<dyn Store> = open_store(&data_dir)?;
+    let tokens: Arc<dyn TokenVerifier> = Arc::new(StoreTokens::new(store.clone()));
+    let key = std::env::var("CURSOR_KEY")
+        .map(String::into_bytes)
+        .unwrap_or_else(|_| rand::random::<[u8; 32]>().to_vec());
+    let service = Arc::new(Service::new(store, &key));
+    let state = AppState {
+        service,
+        tokens,
+        public_base_url: std::env::var("PUBLIC_BASE_URL").ok(),
+    };
+    lambda_http::run(router(state))
+        .await
+        .map_err(|e| AppError::Lambda(e.to_string()))
+}

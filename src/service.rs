@@ -1,0 +1,910 @@
+//! The application layer: runs SCIM operations against a [`Store`].
+//!
+//! It owns the read-modify-write loops (optimistic concurrency with
+//! retries, `If-Match`), the query planner (index lookups for the equality
+//! filters IdPs send, scans otherwise) and pagination. SCIM rules
+//! themselves live in `crate::scim`; this layer only sequences them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::filter::{self, CompareOp, Filter, Literal};
+use crate::scim::list::{
+    CURSOR_TTL_SECS, CursorCodec, CursorState, ListQuery, PagingParam, RawQuery, list_response,
+};
+use crate::scim::model::{MemberDelta, MemberRef, StoredResource, TenantId, UniqueKey};
+use crate::scim::patch::{self, MemberOp};
+use crate::scim::render::{self, GroupRef, Projection};
+use crate::scim::resource::{self, MemberInput};
+use crate::scim::schema::{self, Kind};
+use crate::store::{Store, StoreError, Update};
+
+/// How often a write is retried after losing a race with another writer.
+const MAX_ATTEMPTS: u32 = 40;
+/// Resources read per store call while scanning.
+const SCAN_BATCH: usize = 500;
+/// Members read per store call.
+const MEMBER_BATCH: usize = 1000;
+
+/// Who is asking and under which URL their resources live.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub tenant: TenantId,
+    /// The Tenant URL, e.g. `https://host/scim/v2/acme`.
+    pub base_url: String,
+}
+
+/// A single-resource answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Option<Value>,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+}
+
+/// Conditional request headers.
+#[derive(Debug, Clone, Default)]
+pub struct Conditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+pub struct Service {
+    store: Arc<dyn Store>,
+    cursors: CursorCodec,
+}
+
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn now_unix() -> u64 {
+    time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
+}
+
+/// Maps a storage failure; conflicts get a detail naming the value.
+fn store_err(kind: Kind, e: StoreError) -> ScimError {
+    match e {
+        StoreError::Conflict { attr, value } => ScimError::uniqueness(format!(
+            "{attr} {value:?} is already used by another {} of this tenant{}",
+            kind.name(),
+            if attr == "externalId" {
+                ""
+            } else {
+                " (compared case-insensitively)"
+            }
+        )),
+        StoreError::VersionMismatch => ScimError::PreconditionFailed(
+            "the resource changed since the version given in If-Match".into(),
+        ),
+        StoreError::NotFound => ScimError::NotFound(format!("{} not found", kind.name())),
+        StoreError::MemberNotFound(id) => ScimError::invalid_value(format!(
+            "member {id:?} is not a User or Group of this tenant"
+        )),
+        StoreError::Unavailable(msg) => {
+            tracing::warn!(error = %msg, "store unavailable");
+            ScimError::Unavailable {
+                detail: "the service is busy; retry shortly".into(),
+                retry_after_secs: 1,
+            }
+        }
+        StoreError::Backend(msg) => {
+            tracing::error!(error = %msg, "store failure");
+            ScimError::Internal("internal storage error".into())
+        }
+    }
+}
+
+fn not_found(kind: Kind, id: &str) -> ScimError {
+    ScimError::NotFound(format!("{} {id:?} not found", kind.name()))
+}
+
+/// `If-Match`: `Ok(Some(v))` pins the write to version `v`.
+fn check_if_match(cond: &Conditions, current: u64) -> ScimResult<Option<u64>> {
+    let Some(h) = &cond.if_match else {
+        return Ok(None);
+    };
+    match render::parse_etags(h) {
+        None => Ok(Some(current)),
+        Some(versions) if versions.contains(&current) => Ok(Some(current)),
+        Some(_) => Err(ScimError::PreconditionFailed(format!(
+            "If-Match does not match the current version {}",
+            render::etag(current)
+        ))),
+    }
+}
+
+async fn backoff(attempt: u32) {
+    let jitter = u64::from(rand::random::<u8>() % 8);
+    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)) + jitter)).await;
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, cursor_key: &[u8]) -> Service {
+        Service {
+            store,
+            cursors: CursorCodec::new(cursor_key),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn load(&self, ctx: &Ctx, kind: Kind, id: &str) -> ScimResult<StoredResource> {
+        self.store
+            .get(&ctx.tenant, kind, id)
+            .await
+            .map_err(|e| store_err(kind, e))?
+            .ok_or_else(|| not_found(kind, id))
+    }
+
+    async fn all_members(&self, ctx: &Ctx, group_id: &str) -> ScimResult<Vec<MemberRef>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .members(&ctx.tenant, group_id, after.as_deref(), MEMBER_BATCH)
+                .await
+                .map_err(|e| store_err(Kind::Group, e))?;
+            let done = page.len() < MEMBER_BATCH;
+            after = page.last().map(|m| m.id.clone());
+            out.extend(page);
+            if done || after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn groups_of(&self, ctx: &Ctx, user_id: &str) -> ScimResult<Vec<GroupRef>> {
+        let ids = self
+            .store
+            .groups_of(&ctx.tenant, user_id)
+            .await
+            .map_err(|e| store_err(Kind::User, e))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = self
+            .store
+            .get_many(&ctx.tenant, &ids)
+            .await
+            .map_err(|e| store_err(Kind::Group, e))?;
+        let mut refs: Vec<GroupRef> = groups
+            .into_iter()
+            .filter(|g| g.kind == Kind::Group)
+            .map(|g| GroupRef {
+                display: g
+                    .attrs
+                    .get("displayName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                id: g.id,
+            })
+            .collect();
+        refs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(refs)
+    }
+
+    /// The full representation, loading computed attributes only if shown.
+    async fn represent(
+        &self,
+        ctx: &Ctx,
+        r: &StoredResource,
+        proj: &Projection,
+        need_all: bool,
+    ) -> ScimResult<Value> {
+        let members = match r.kind {
+            Kind::Group if need_all || proj.wants(Kind::Group, "members") => {
+                Some(self.all_members(ctx, &r.id).await?)
+            }
+            _ => None,
+        };
+        let groups = match r.kind {
+            Kind::User if need_all || proj.wants(Kind::User, "groups") => {
+                Some(self.groups_of(ctx, &r.id).await?)
+            }
+            _ => None,
+        };
+        Ok(render::render(
+            r.kind,
+            r,
+            &ctx.base_url,
+            members.as_deref(),
+            groups.as_deref(),
+        ))
+    }
+
+    async fn reply(
+        &self,
+        ctx: &Ctx,
+        status: u16,
+        r: &StoredResource,
+        proj: &Projection,
+    ) -> ScimResult<Reply> {
+        let doc = self.represent(ctx, r, proj, false).await?;
+        Ok(Reply {
+            status,
+            body: Some(proj.apply(r.kind, doc)),
+            etag: Some(render::etag(r.version)),
+            location: Some(render::location(&ctx.base_url, r.kind, &r.id)),
+        })
+    }
+
+    /// Members named by a client, with their kinds; all must exist.
+    async fn resolve_members(
+        &self,
+        ctx: &Ctx,
+        inputs: &[MemberInput],
+    ) -> ScimResult<Vec<MemberRef>> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = inputs.iter().map(|m| m.id.clone()).collect();
+        let found = self
+            .store
+            .get_many(&ctx.tenant, &ids)
+            .await
+            .map_err(|e| store_err(Kind::Group, e))?;
+        inputs
+            .iter()
+            .map(|m| {
+                let r = found.iter().find(|r| r.id == m.id).ok_or_else(|| {
+                    ScimError::invalid_value(format!(
+                        "member {:?} is not a User or Group of this tenant",
+                        m.id
+                    ))
+                })?;
+                if m.kind.is_some_and(|k| k != r.kind) {
+                    return Err(ScimError::invalid_value(format!(
+                        "member {:?} is a {}, not a {}",
+                        m.id,
+                        r.kind.name(),
+                        m.kind.map(Kind::name).unwrap_or_default()
+                    )));
+                }
+                Ok(MemberRef {
+                    id: m.id.clone(),
+                    kind: r.kind,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn create(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        body: &Value,
+        proj: &Projection,
+    ) -> ScimResult<Reply> {
+        let input = resource::parse_input(kind, body)?;
+        let members = match &input.members {
+            Some(m) => self.resolve_members(ctx, m).await?,
+            None => Vec::new(),
+        };
+        let now = now_rfc3339();
+        let r = StoredResource {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            version: 1,
+            created: now.clone(),
+            last_modified: now,
+            attrs: input.attrs,
+            member_count: members.len() as u64,
+        };
+        let keys = resource::unique_keys(kind, &r.attrs);
+        self.store
+            .create(&ctx.tenant, &r, &keys, &members)
+            .await
+            .map_err(|e| store_err(kind, e))?;
+        let doc = render::render(kind, &r, &ctx.base_url, Some(&members), Some(&[]));
+        Ok(Reply {
+            status: 201,
+            body: Some(proj.apply(kind, doc)),
+            etag: Some(render::etag(r.version)),
+            location: Some(render::location(&ctx.base_url, kind, &r.id)),
+        })
+    }
+
+    pub async fn get(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        proj: &Projection,
+        cond: &Conditions,
+    ) -> ScimResult<Reply> {
+        let r = self.load(ctx, kind, id).await?;
+        if let Some(h) = &cond.if_none_match {
+            let hit = match render::parse_etags(h) {
+                None => true,
+                Some(v) => v.contains(&r.version),
+            };
+            if hit {
+                return Ok(Reply {
+                    status: 304,
+                    body: None,
+                    etag: Some(render::etag(r.version)),
+                    location: None,
+                });
+            }
+        }
+        self.reply(ctx, 200, &r, proj).await
+    }
+
+    /// PUT: replaces every writable attribute. A group's members are
+    /// replaced when `members` is given and left alone when it is omitted
+    /// (RFC 7644 §3.5.1 lets a server treat omitted attributes as not asserted).
+    pub async fn replace(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        cond: &Conditions,
+        proj: &Projection,
+    ) -> ScimResult<Reply> {
+        let input = resource::parse_input(kind, body)?;
+        let members = match &input.members {
+            Some(m) => Some(self.resolve_members(ctx, m).await?),
+            None => None,
+        };
+        for attempt in 0..MAX_ATTEMPTS {
+            let cur = self.load(ctx, kind, id).await?;
+            let pinned = check_if_match(cond, cur.version)?;
+            resource::check_immutable(kind, &cur.attrs, &input.attrs)?;
+            let delta = match &members {
+                Some(m) => MemberDelta {
+                    clear: true,
+                    remove: Vec::new(),
+                    add: m.clone(),
+                },
+                None => MemberDelta::default(),
+            };
+            match self.write(ctx, &cur, input.attrs.clone(), delta).await {
+                Ok(new) => return self.reply(ctx, 200, &new, proj).await,
+                Err(StoreError::VersionMismatch) if pinned.is_none() => backoff(attempt).await,
+                Err(e) => return Err(store_err(kind, e)),
+            }
+        }
+        Err(contention())
+    }
+
+    /// Conditional write of new attributes and member changes over `cur`.
+    async fn write(
+        &self,
+        ctx: &Ctx,
+        cur: &StoredResource,
+        attrs: serde_json::Map<String, Value>,
+        members: MemberDelta,
+    ) -> Result<StoredResource, StoreError> {
+        let new = StoredResource {
+            id: cur.id.clone(),
+            kind: cur.kind,
+            version: cur.version + 1,
+            created: cur.created.clone(),
+            last_modified: now_rfc3339(),
+            attrs,
+            member_count: cur.member_count,
+        };
+        let update = Update {
+            old_keys: resource::unique_keys(cur.kind, &cur.attrs),
+            new_keys: resource::unique_keys(cur.kind, &new.attrs),
+            resource: new.clone(),
+            expected_version: cur.version,
+            members,
+        };
+        self.store.update(&ctx.tenant, &update).await?;
+        Ok(new)
+    }
+
+    pub async fn patch(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        cond: &Conditions,
+        proj: &Projection,
+    ) -> ScimResult<Reply> {
+        let ops = patch::parse(body)?;
+        if ops.len() > crate::scim::discovery::MAX_PATCH_OPERATIONS {
+            return Err(ScimError::bad(
+                crate::scim::error::ScimType::TooMany,
+                format!(
+                    "a PATCH may carry at most {} operations",
+                    crate::scim::discovery::MAX_PATCH_OPERATIONS
+                ),
+            ));
+        }
+        for attempt in 0..MAX_ATTEMPTS {
+            let cur = self.load(ctx, kind, id).await?;
+            let pinned = check_if_match(cond, cur.version)?;
+            let patched = patch::apply(kind, id, &cur.attrs, &ops)?;
+            let delta = self.member_delta(ctx, id, &patched.member_ops).await?;
+            if patched.attrs == cur.attrs && delta.is_empty() {
+                // Nothing changes (e.g. Entra's periodic active=true): no write, same version.
+                return self
+                    .reply(ctx, 200, &cur, &patch_projection(kind, &cur, proj))
+                    .await;
+            }
+            match self.write(ctx, &cur, patched.attrs, delta).await {
+                Ok(new) => {
+                    let new = if kind == Kind::Group {
+                        self.load(ctx, kind, id).await?
+                    } else {
+                        new
+                    };
+                    return self
+                        .reply(ctx, 200, &new, &patch_projection(kind, &new, proj))
+                        .await;
+                }
+                Err(StoreError::VersionMismatch) if pinned.is_none() => backoff(attempt).await,
+                Err(e) => return Err(store_err(kind, e)),
+            }
+        }
+        Err(contention())
+    }
+
+    /// Folds the member operations of one PATCH into one store delta. Only
+    /// `remove members[<filter>]` with a filter other than `value eq` reads
+    /// the member list.
+    async fn member_delta(
+        &self,
+        ctx: &Ctx,
+        group_id: &str,
+        ops: &[MemberOp],
+    ) -> ScimResult<MemberDelta> {
+        use std::collections::BTreeMap;
+        let mut clear = false;
+        // Final state per member id: Some = present, None = absent.
+        let mut changes: BTreeMap<String, Option<MemberInput>> = BTreeMap::new();
+        for op in ops {
+            match op {
+                MemberOp::Add(list) => {
+                    for m in list {
+                        changes.insert(m.id.clone(), Some(m.clone()));
+                    }
+                }
+                MemberOp::Remove(ids) => {
+                    for id in ids {
+                        changes.insert(id.clone(), None);
+                    }
+                }
+                MemberOp::RemoveAll => {
+                    clear = true;
+                    changes.clear();
+                }
+                MemberOp::Replace(list) => {
+                    clear = true;
+                    changes = list
+                        .iter()
+                        .map(|m| (m.id.clone(), Some(m.clone())))
+                        .collect();
+                }
+                MemberOp::RemoveWhere(f) => {
+                    let stored = if clear {
+                        Vec::new()
+                    } else {
+                        self.all_members(ctx, group_id).await?
+                    };
+                    let mut present: Vec<MemberRef> = stored
+                        .into_iter()
+                        .filter(|m| !matches!(changes.get(&m.id), Some(None)))
+                        .collect();
+                    for (id, m) in &changes {
+                        if let Some(m) = m
+                            && !present.iter().any(|p| &p.id == id)
+                        {
+                            present.push(MemberRef {
+                                id: m.id.clone(),
+                                kind: m.kind.unwrap_or(Kind::User),
+                            });
+                        }
+                    }
+                    let vp = Filter::ValuePath {
+                        path: filter::AttrPath {
+                            urn: None,
+                            name: "members".into(),
+                            sub: None,
+                        },
+                        filter: Box::new(f.clone()),
+                    };
+                    for m in present {
+                        let doc = serde_json::json!({"members": [{"value": m.id, "type": m.kind.name(),
+                            "$ref": render::location(&ctx.base_url, m.kind, &m.id)}]});
+                        if filter::matches(&vp, Kind::Group, &doc)? {
+                            changes.insert(m.id, None);
+                        }
+                    }
+                }
+            }
+        }
+        let adds: Vec<MemberInput> = changes.values().flatten().cloned().collect();
+        let add = self.resolve_members(ctx, &adds).await?;
+        if add.iter().any(|m| m.id == group_id) {
+            return Err(ScimError::invalid_value(
+                "a group cannot be a member of itself",
+            ));
+        }
+        let remove = changes
+            .into_iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        Ok(MemberDelta { clear, remove, add })
+    }
+
+    pub async fn delete(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        cond: &Conditions,
+    ) -> ScimResult<Reply> {
+        let expected = match &cond.if_match {
+            Some(_) => {
+                let cur = self.load(ctx, kind, id).await?;
+                check_if_match(cond, cur.version)?
+            }
+            None => None,
+        };
+        self.store
+            .delete(&ctx.tenant, kind, id, expected)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => not_found(kind, id),
+                other => store_err(kind, other),
+            })?;
+        Ok(Reply {
+            status: 204,
+            body: None,
+            etag: None,
+            location: None,
+        })
+    }
+
+    /// GET on a resource endpoint, `POST .search`, and root searches.
+    pub async fn list(&self, ctx: &Ctx, kinds: &[Kind], raw: RawQuery) -> ScimResult<Value> {
+        let q = raw.parse()?;
+        let scope: String = kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",");
+        if let Some(f) = &q.filter {
+            // For a root search an attribute need exist in only one type.
+            let errs: Vec<ScimError> = kinds
+                .iter()
+                .filter_map(|k| filter::validate(f, *k).err())
+                .collect();
+            if errs.len() == kinds.len()
+                && let Some(e) = errs.into_iter().next()
+            {
+                return Err(e);
+            }
+        }
+        if let Some(s) = &q.sort_by
+            && !kinds
+                .iter()
+                .any(|k| schema::resolve(*k, s.urn.as_deref(), &s.name, s.sub.as_deref()).is_some())
+        {
+            return Err(ScimError::Invalid(format!(
+                "sortBy '{}' is not an attribute",
+                q.sort_text.as_deref().unwrap_or("")
+            )));
+        }
+        let projs: Vec<(Kind, Projection)> = kinds
+            .iter()
+            .map(|k| {
+                Projection::parse(
+                    *k,
+                    q.attributes.as_deref(),
+                    q.excluded_attributes.as_deref(),
+                )
+                .map(|p| (*k, p))
+            })
+            .collect::<ScimResult<_>>()?;
+        let proj_of = |k: Kind| {
+            projs
+                .iter()
+                .find(|(pk, _)| *pk == k)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default()
+        };
+
+        let fingerprint = q.fingerprint(&scope);
+        let cursor = match &q.paging {
+            PagingParam::Cursor(Some(c)) => {
+                Some(
+                    self.cursors
+                        .decode(c, ctx.tenant.as_str(), &fingerprint, now_unix())?,
+                )
+            }
+            _ => None,
+        };
+        let offset = match (&q.paging, &cursor) {
+            (PagingParam::Index(s), _) => s - 1,
+            (_, Some(c)) => c.o,
+            _ => 0,
+        };
+
+        let (total, page): (u64, Vec<StoredResource>) = match (kinds, &q.filter, &q.sort_by) {
+            // Unfiltered, unsorted listing of one type: count plus one page.
+            ([kind], None, None) => {
+                let total = self
+                    .store
+                    .count(&ctx.tenant, *kind)
+                    .await
+                    .map_err(|e| store_err(*kind, e))?;
+                let page = if q.count == 0 {
+                    Ok(Vec::new())
+                } else if let Some(k) = cursor.as_ref().and_then(|c| c.k.as_deref()) {
+                    self.store
+                        .list(&ctx.tenant, *kind, Some(k), q.count as usize)
+                        .await
+                } else {
+                    self.store
+                        .list_at(&ctx.tenant, *kind, offset, q.count as usize)
+                        .await
+                }
+                .map_err(|e| store_err(*kind, e))?;
+                (total, page)
+            }
+            _ => {
+                let mut matched = self.matching(ctx, kinds, &q).await?;
+                if let Some(sort) = &q.sort_by {
+                    matched = sort_docs(matched, sort, q.descending);
+                }
+                let total = matched.len() as u64;
+                let page: Vec<StoredResource> = matched
+                    .into_iter()
+                    .skip(offset as usize)
+                    .take(q.count as usize)
+                    .map(|(r, _)| r)
+                    .collect();
+                (total, page)
+            }
+        };
+
+        let mut resources = Vec::with_capacity(page.len());
+        for r in &page {
+            let proj = proj_of(r.kind);
+            let doc = self.represent(ctx, r, &proj, false).await?;
+            resources.push(proj.apply(r.kind, doc));
+        }
+        let end = offset + page.len() as u64;
+        match q.paging {
+            PagingParam::Index(start) => Ok(list_response(resources, total, Some(start), None)),
+            PagingParam::Cursor(_) => {
+                let next = if end < total && !page.is_empty() {
+                    let keyset = kinds.len() == 1 && q.filter.is_none() && q.sort_by.is_none();
+                    Some(self.cursors.encode(&CursorState {
+                        t: ctx.tenant.as_str().to_owned(),
+                        q: fingerprint,
+                        o: end,
+                        k: if keyset {
+                            page.last().map(|r| r.id.clone())
+                        } else {
+                            None
+                        },
+                        e: now_unix() + CURSOR_TTL_SECS,
+                    })?)
+                } else {
+                    None
+                };
+                Ok(list_response(resources, total, None, next))
+            }
+        }
+    }
+
+    /// Every resource matching the filter, with its full representation,
+    /// in id order per type. Equality on an indexed attribute is one lookup.
+    async fn matching(
+        &self,
+        ctx: &Ctx,
+        kinds: &[Kind],
+        q: &ListQuery,
+    ) -> ScimResult<Vec<(StoredResource, Value)>> {
+        let mut out = Vec::new();
+        for &kind in kinds {
+            if let Some(f) = &q.filter
+                && filter::validate(f, kind).is_err()
+            {
+                continue;
+            }
+            let needs_computed = q
+                .filter
+                .as_ref()
+                .is_some_and(|f| mentions_computed(f, kind))
+                || q.sort_by
+                    .as_ref()
+                    .is_some_and(|s| is_computed(kind, &s.name));
+            let candidates = match q.filter.as_ref().and_then(|f| index_lookup(kind, f)) {
+                Some(lookup) => Some(
+                    self.lookup(ctx, kind, lookup)
+                        .await?
+                        .into_iter()
+                        .collect::<Vec<_>>(),
+                ),
+                None => None,
+            };
+            let mut consider = |r: StoredResource, doc: Value| -> ScimResult<()> {
+                let keep = match &q.filter {
+                    Some(f) => filter::matches(f, kind, &doc)?,
+                    None => true,
+                };
+                if keep {
+                    out.push((r, doc));
+                }
+                Ok(())
+            };
+            if let Some(list) = candidates {
+                let list: Vec<StoredResource> = list;
+                for r in list {
+                    let doc = self
+                        .represent(ctx, &r, &Projection::default(), needs_computed)
+                        .await?;
+                    consider(r, doc)?;
+                }
+                continue;
+            }
+            let mut after: Option<String> = None;
+            loop {
+                let batch = self
+                    .store
+                    .list(&ctx.tenant, kind, after.as_deref(), SCAN_BATCH)
+                    .await
+                    .map_err(|e| store_err(kind, e))?;
+                let done = batch.len() < SCAN_BATCH;
+                after = batch.last().map(|r| r.id.clone());
+                for r in batch {
+                    let doc = if needs_computed {
+                        self.represent(ctx, &r, &Projection::default(), true)
+                            .await?
+                    } else {
+                        render::render(kind, &r, &ctx.base_url, None, None)
+                    };
+                    consider(r, doc)?;
+                }
+                if done || after.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lookup(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        lookup: Lookup,
+    ) -> ScimResult<Option<StoredResource>> {
+        match lookup {
+            Lookup::Id(id) => self.store.get(&ctx.tenant, kind, &id).await,
+            Lookup::Key(key) => self.store.find_by_key(&ctx.tenant, kind, &key).await,
+        }
+        .map_err(|e| store_err(kind, e))
+    }
+}
+
+fn contention() -> ScimError {
+    ScimError::Unavailable {
+        detail: "too many concurrent changes to this resource; retry shortly".into(),
+        retry_after_secs: 1,
+    }
+}
+
+/// A group PATCH answer leaves out a large member list unless asked for.
+fn patch_projection(kind: Kind, r: &StoredResource, proj: &Projection) -> Projection {
+    const INLINE_MEMBERS: u64 = 1000;
+    if kind == Kind::Group
+        && r.member_count > INLINE_MEMBERS
+        && !proj.explicitly_requests("members")
+    {
+        return proj.without("members");
+    }
+    proj.clone()
+}
+
+enum Lookup {
+    Id(String),
+    Key(UniqueKey),
+}
+
+/// An equality on an indexed attribute that every match must satisfy
+/// (the filter itself, or one side of a top-level `and`).
+fn index_lookup(kind: Kind, f: &Filter) -> Option<Lookup> {
+    match f {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: Literal::String(v),
+        } if path.sub.is_none() => {
+            let r = schema::resolve(kind, path.urn.as_deref(), &path.name, None)?;
+            if r.extension.is_some() {
+                return None;
+            }
+            match (kind, r.attr.name) {
+                (_, "id") => Some(Lookup::Id(v.clone())),
+                (_, "externalId") => Some(Lookup::Key(UniqueKey {
+                    attr: "externalId",
+                    value: v.clone(),
+                })),
+                (Kind::User, "userName") => Some(Lookup::Key(UniqueKey {
+                    attr: "userName",
+                    value: resource::fold_case(v),
+                })),
+                (Kind::Group, "displayName") => Some(Lookup::Key(UniqueKey {
+                    attr: "displayName",
+                    value: resource::fold_case(v),
+                })),
+                _ => None,
+            }
+        }
+        Filter::And(a, b) => index_lookup(kind, a).or_else(|| index_lookup(kind, b)),
+        _ => None,
+    }
+}
+
+fn is_computed(kind: Kind, name: &str) -> bool {
+    matches!(
+        (kind, name.to_ascii_lowercase().as_str()),
+        (Kind::Group, "members") | (Kind::User, "groups")
+    )
+}
+
+fn mentions_computed(f: &Filter, kind: Kind) -> bool {
+    match f {
+        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
+            path.urn.is_none() && is_computed(kind, &path.name)
+        }
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            mentions_computed(a, kind) || mentions_computed(b, kind)
+        }
+        Filter::Not(a) => mentions_computed(a, kind),
+    }
+}
+
+/// Sorts by the attribute's first value; resources without a value sort
+/// last, ties by id, so pages are stable.
+fn sort_docs(
+    docs: Vec<(StoredResource, Value)>,
+    sort: &filter::AttrPath,
+    descending: bool,
+) -> Vec<(StoredResource, Value)> {
+    use std::cmp::Ordering;
+    let mut keyed: Vec<(
+        Option<(Value, &'static schema::AttrDef)>,
+        (StoredResource, Value),
+    )> = docs
+        .into_iter()
+        .map(|(r, doc)| {
+            let key = schema::resolve(r.kind, sort.urn.as_deref(), &sort.name, sort.sub.as_deref())
+                .and_then(|res| {
+                    let vals = filter::values_at(r.kind, &doc, sort).ok()?;
+                    vals.first().map(|v| ((*v).clone(), res.leaf()))
+                });
+            (key, (r, doc))
+        })
+        .collect();
+    keyed.sort_by(|(a, (ra, _)), (b, (rb, _))| {
+        let ord = match (a, b) {
+            (Some((x, def)), Some((y, _))) => {
+                let o = filter::compare(x, y, def);
+                if descending { o.reverse() } else { o }
+            }
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        ord.then_with(|| ra.id.cmp(&rb.id))
+    });
+    keyed.into_iter().map(|(_, d)| d).collect()
+}

@@ -1,0 +1,286 @@
+//! Starts the real binary on a free loopback port with its own data
+//! directory and talks to it over HTTP, as an IdP would.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const SEARCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+pub const TENANT: &str = "acme";
+pub const OTHER_TENANT: &str = "globex";
+
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub origin: String,
+    pub token: String,
+    pub other_token: String,
+    data_dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+/// An answer: status, headers and the JSON body (Null when empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+    /// Asserts a SCIM Error with this status and scimType.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, scim_type: Option<&str>) -> Resp {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["schemas"],
+            json!([ERROR_URN]),
+            "not a SCIM error: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["status"],
+            json!(status.to_string()),
+            "status must be a string: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["scimType"].as_str(),
+            scim_type,
+            "scimType: {}",
+            self.body
+        );
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "detail missing: {}",
+            self.body
+        );
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/scim+json")
+        );
+        self
+    }
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("id").to_owned()
+    }
+    pub fn etag(&self) -> String {
+        self.header("etag").expect("etag header")
+    }
+    /// `Resources` of a ListResponse.
+    pub fn resources(&self) -> Vec<Value> {
+        self.body["Resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+    pub fn total(&self) -> u64 {
+        self.body["totalResults"].as_u64().expect("totalResults")
+    }
+}
+
+fn random_token() -> String {
+    format!("test_{}", uuid::Uuid::new_v4().simple())
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut s = TestServer {
+            child: None,
+            origin: String::new(),
+            token: random_token(),
+            other_token: random_token(),
+            data_dir,
+            _tmp: tmp,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scim-provisioning"));
+        cmd.args(["serve", "--port", "0", "--demo-tenant", TENANT])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("SCIM_DEMO_TOKEN", &self.token)
+            .env(
+                "SCIM_TENANTS",
+                format!("{OTHER_TENANT}={}", self.other_token),
+            )
+            .env("RUST_LOG", "warn")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start the server binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .expect("read stdout");
+            if let Some(rest) = line.strip_prefix("SCIM service listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.origin = addr;
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then start again on the same data.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill");
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
+    pub fn tenant_url(&self) -> String {
+        format!("{}/scim/v2/{TENANT}", self.origin)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.tenant_url())
+    }
+
+    /// A request as the main tenant.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        self.call_with(method, &self.url(path), &self.token, body, &[])
+            .await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        url: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.client.request(method, url).bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates a user with a work email; returns its id.
+    pub async fn create_user(&self, user_name: &str) -> String {
+        self.post("/Users", user(user_name)).await.expect(201).id()
+    }
+
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
+        self.post("/Groups", group(name, members))
+            .await
+            .expect(201)
+            .id()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn user(user_name: &str) -> Value {
+    json!({
+        "schemas": [USER_URN],
+        "userName": user_name,
+        "name": {"givenName": "Given", "familyName": "Family"},
+        "emails": [{"value": user_name, "type": "work", "primary": true}],
+        "active": true,
+    })
+}
+
+pub fn group(name: &str, members: &[&str]) -> Value {
+    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+    json!({"schemas": [GROUP_URN], "displayName": name, "members": members})
+}
+
+pub fn patch_op(ops: Value) -> Value {
+    json!({"schemas": [PATCH_URN], "Operations": ops})
+}
+
+/// `filter=` value, URL-encoded.
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,5 @@
+//! Integration tests over HTTP against the real binary.
+
+mod harness;
+
+mod smoke;
