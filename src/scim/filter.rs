@@ -183,7 +183,7 @@ fn write_filter(filter: &Filter, f: &mut fmt::Formatter<'_>, prec: u8) -> fmt::R
             f.write_str(" and ")?;
             write_filter(b, f, 1)
         }
-        Filter::Or(a, b) if prec > 0 => {
+        Filter::Or(..) if prec > 0 => {
             f.write_str("(")?;
             write_filter(filter, f, 0)?;
             f.write_str(")")
@@ -721,75 +721,79 @@ fn check_len(input: &str, what: &str) -> Result<(), String> {
 /// §3.4.2.2). Errors are `invalidFilter` with the offending character offset.
 pub fn parse_filter(input: &str) -> ScimResult<Filter> {
     check_len(input, "filter").map_err(ScimError::invalid_filter)?;
-    let parse = || -> Result<Filter, SyntaxError> {
-        let mut p = Parser::new(input)?;
-        if p.at_end() {
-            return Err(SyntaxError::new(0, "filter is empty"));
-        }
-        let f = p.parse_or()?;
-        if !p.at_end() {
-            let what = if p.peek() == Some(&Tok::RParen) {
-                "'and', 'or' or the end of the filter (unbalanced ')')"
-            } else {
-                "'and', 'or' or the end of the filter"
-            };
-            return Err(p.expected(what));
-        }
-        Ok(f)
-    };
-    parse().map_err(|e| ScimError::invalid_filter(format!("invalid filter: {}", e.detail(input))))
+    filter_syntax(input)
+        .map_err(|e| ScimError::invalid_filter(format!("invalid filter: {}", e.detail(input))))
+}
+
+fn filter_syntax(input: &str) -> Result<Filter, SyntaxError> {
+    let mut p = Parser::new(input)?;
+    if p.at_end() {
+        return Err(SyntaxError::new(0, "filter is empty"));
+    }
+    let f = p.parse_or()?;
+    if !p.at_end() {
+        let what = if p.peek() == Some(&Tok::RParen) {
+            "'and', 'or' or the end of the filter (unbalanced ')')"
+        } else {
+            "'and', 'or' or the end of the filter"
+        };
+        return Err(p.expected(what));
+    }
+    Ok(f)
 }
 
 /// Parses a PATCH operation `path` (RFC 7644 §3.5.2):
 /// `attrPath [ "[" valFilter "]" [ "." subAttr ] ]`. Errors are `invalidPath`.
 pub fn parse_path(input: &str) -> ScimResult<PatchPath> {
     check_len(input, "path").map_err(ScimError::invalid_path)?;
-    let parse = || -> Result<PatchPath, SyntaxError> {
-        let mut p = Parser::new(input)?;
-        let at = p.at();
-        let Some(&Tok::Word(word)) = p.peek() else {
-            return Err(p.expected("an attribute path"));
-        };
-        let attr = parse_attr_word(word).map_err(|(off, msg)| SyntaxError::new(at + off, msg))?;
-        p.advance();
-        let mut filter = None;
-        let mut sub_after_filter = None;
-        if p.peek() == Some(&Tok::LBracket) {
-            let open = p.at();
-            if attr.sub.is_some() {
-                return Err(SyntaxError::new(
-                    open,
-                    format!(
-                        "a value filter must follow an attribute without a sub-attribute, not '{word}'"
-                    ),
-                ));
-            }
-            p.advance();
-            filter = Some(p.value_filter(open)?);
-            if let Some(&Tok::Word(w)) = p.peek() {
-                let wat = p.at();
-                let Some(sub) = w.strip_prefix('.') else {
-                    return Err(p.expected("'.' and a sub-attribute name after ']'"));
-                };
-                check_attr_name(sub).map_err(|(off, msg)| SyntaxError::new(wat + 1 + off, msg))?;
-                sub_after_filter = Some(sub.to_string());
-                p.advance();
-            }
-        }
-        if !p.at_end() {
-            return Err(p.expected(if filter.is_some() {
-                "'.subAttribute' or the end of the path"
-            } else {
-                "'[' or the end of the path"
-            }));
-        }
-        Ok(PatchPath {
-            attr,
-            filter,
-            sub_after_filter,
-        })
+    path_syntax(input)
+        .map_err(|e| ScimError::invalid_path(format!("invalid path: {}", e.detail(input))))
+}
+
+fn path_syntax(input: &str) -> Result<PatchPath, SyntaxError> {
+    let mut p = Parser::new(input)?;
+    let at = p.at();
+    let Some(&Tok::Word(word)) = p.peek() else {
+        return Err(p.expected("an attribute path"));
     };
-    parse().map_err(|e| ScimError::invalid_path(format!("invalid path: {}", e.detail(input))))
+    let attr = parse_attr_word(word).map_err(|(off, msg)| SyntaxError::new(at + off, msg))?;
+    p.advance();
+    let mut filter = None;
+    let mut sub_after_filter = None;
+    if p.peek() == Some(&Tok::LBracket) {
+        let open = p.at();
+        if attr.sub.is_some() {
+            return Err(SyntaxError::new(
+                open,
+                format!(
+                    "a value filter must follow an attribute without a sub-attribute, not '{word}'"
+                ),
+            ));
+        }
+        p.advance();
+        filter = Some(p.value_filter(open)?);
+        if let Some(&Tok::Word(w)) = p.peek() {
+            let wat = p.at();
+            let Some(sub) = w.strip_prefix('.') else {
+                return Err(p.expected("'.' and a sub-attribute name after ']'"));
+            };
+            check_attr_name(sub).map_err(|(off, msg)| SyntaxError::new(wat + 1 + off, msg))?;
+            sub_after_filter = Some(sub.to_string());
+            p.advance();
+        }
+    }
+    if !p.at_end() {
+        return Err(p.expected(if filter.is_some() {
+            "'.subAttribute' or the end of the path"
+        } else {
+            "'[' or the end of the path"
+        }));
+    }
+    Ok(PatchPath {
+        attr,
+        filter,
+        sub_after_filter,
+    })
 }
 
 /// Parses a plain attribute path (`attributes=`, `excludedAttributes=`,
@@ -921,11 +925,10 @@ fn resolve_target(
                     kind.name()
                 ))
             })?;
-            let sub = res.sub.or_else(|| {
-                (implicit_value && res.attr.is_complex())
-                    .then(|| res.attr.sub_attr("value"))
-                    .flatten()
-            });
+            let sub = match res.sub {
+                None if implicit_value && res.attr.is_complex() => res.attr.sub_attr("value"),
+                sub => sub,
+            };
             Ok(Target {
                 res,
                 sub,
@@ -2463,7 +2466,7 @@ mod tests {
                 Kind::User,
                 "emails.primary",
             ),
-            (r#"userName eq "x" and nope pr"#, Kind::User, "nope"),
+            (r#"userName pr and nope pr"#, Kind::User, "nope"),
             (r#"not (emails[type eq 1])"#, Kind::User, "emails.type"),
             (r#"userName eq "x""#, Kind::Group, "userName"),
             (
@@ -2579,6 +2582,20 @@ mod tests {
         ] {
             let e = parse_path(bad).expect_err(bad);
             assert_eq!(e.scim_type(), Some(ScimType::InvalidPath), "{bad:?}: {e}");
+        }
+    }
+}
+#[cfg(test)]
+mod demo_tmp {
+    #[test]
+    fn show() {
+        use super::*;
+        for s in ["userName eq bjensen", "(title pr", "not title pr", r#"emails[type eq "w" and phoneNumbers[type pr]]"#, r#"userName eq "x" )"#, "userName = 1", r#"meta.created gt "nope""#, "active gt true", r#"foo eq "x""#, r#"emails[foo eq "x"]"#, r#"userName[type eq "x"]"#, "emails co 5", "name eq \"x\"", r#"userName eq "\q""#] {
+            let r = parse_filter(s).and_then(|f| validate(&f, Kind::User));
+            println!("{s}\n   -> {:?}", r.err().map(|e| e.detail()));
+        }
+        for s in [r#"emails[type eq "work"]value"#, "a.b.c", r#"emails.value[type eq "x"]"#] {
+            println!("{s}\n   -> {:?}", parse_path(s).err().map(|e| e.detail()));
         }
     }
 }

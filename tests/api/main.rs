@@ -2,4 +2,14 @@
 
 mod harness;
 
+mod concurrency;
+mod discovery;
+mod durability;
+mod errors;
+mod filters;
+mod groups;
+mod pagination;
+mod patch;
 mod smoke;
+mod tenancy;
+mod users;
