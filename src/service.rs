@@ -880,17 +880,14 @@ fn sort_docs(
     descending: bool,
 ) -> Vec<(StoredResource, Value)> {
     use std::cmp::Ordering;
-    let mut keyed: Vec<(
-        Option<(Value, &'static schema::AttrDef)>,
-        (StoredResource, Value),
-    )> = docs
+    type SortKey = Option<(Value, &'static schema::AttrDef)>;
+    let mut keyed: Vec<(SortKey, (StoredResource, Value))> = docs
         .into_iter()
         .map(|(r, doc)| {
-            let key = schema::resolve(r.kind, sort.urn.as_deref(), &sort.name, sort.sub.as_deref())
-                .and_then(|res| {
-                    let vals = filter::values_at(r.kind, &doc, sort).ok()?;
-                    vals.first().map(|v| ((*v).clone(), res.leaf()))
-                });
+            let key = filter::leaf_of(r.kind, sort).ok().and_then(|leaf| {
+                let vals = filter::values_at(r.kind, &doc, sort).ok()?;
+                vals.first().map(|v| ((*v).clone(), leaf))
+            });
             (key, (r, doc))
         })
         .collect();

@@ -2585,17 +2585,3 @@ mod tests {
         }
     }
 }
-#[cfg(test)]
-mod demo_tmp {
-    #[test]
-    fn show() {
-        use super::*;
-        for s in ["userName eq bjensen", "(title pr", "not title pr", r#"emails[type eq "w" and phoneNumbers[type pr]]"#, r#"userName eq "x" )"#, "userName = 1", r#"meta.created gt "nope""#, "active gt true", r#"foo eq "x""#, r#"emails[foo eq "x"]"#, r#"userName[type eq "x"]"#, "emails co 5", "name eq \"x\"", r#"userName eq "\q""#] {
-            let r = parse_filter(s).and_then(|f| validate(&f, Kind::User));
-            println!("{s}\n   -> {:?}", r.err().map(|e| e.detail()));
-        }
-        for s in [r#"emails[type eq "work"]value"#, "a.b.c", r#"emails.value[type eq "x"]"#] {
-            println!("{s}\n   -> {:?}", parse_path(s).err().map(|e| e.detail()));
-        }
-    }
-}
