@@ -40,7 +40,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let data = tempfile::tempdir()?;
     let mut child = Command::new(&args.binary)
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--demo-tenant", "load"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--demo-tenant",
+            "load",
+        ])
         .arg("--data-dir")
         .arg(data.path())
         .env("SCIM_DEMO_TOKEN", TOKEN)
@@ -59,9 +67,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     };
-    assert!(addr.starts_with("http://127.0.0.1:"), "load runs only against loopback");
+    assert!(
+        addr.starts_with("http://127.0.0.1:"),
+        "load runs only against loopback"
+    );
     let base = Arc::new(format!("{addr}/scim/v2/load"));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
 
     // Seed.
     let started = Instant::now();
@@ -84,7 +97,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let group_id = Arc::new(group["id"].as_str().ok_or("group id")?.to_owned());
 
-    println!("\n{:<34} {:>10} {:>10} {:>10} {:>8}", "scenario", "req/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "\n{:<34} {:>10} {:>10} {:>10} {:>8}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "errors"
+    );
     let secs = Duration::from_secs(args.seconds);
     let n = ids.len();
     let sc = |name: &'static str| name;
@@ -96,25 +112,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     run(sc("GET /Users?filter=userName eq"), &client, &args, secs, {
         let base = base.clone();
         move |c: &reqwest::Client, i: u64| {
-            c.get(format!("{base}/Users")).query(&[("filter", format!("userName eq \"user{}@example.com\"", i as usize % n))])
+            c.get(format!("{base}/Users")).query(&[(
+                "filter",
+                format!("userName eq \"user{}@example.com\"", i as usize % n),
+            )])
         }
     })
     .await;
-    run(sc("GET /Users?count=100 (list page)"), &client, &args, secs, {
-        let base = base.clone();
-        move |c: &reqwest::Client, i: u64| {
-            let start = (i as usize * 100) % n.max(1) + 1;
-            c.get(format!("{base}/Users")).query(&[("startIndex", start.to_string()), ("count", "100".into())])
-        }
-    })
+    run(
+        sc("GET /Users?count=100 (list page)"),
+        &client,
+        &args,
+        secs,
+        {
+            let base = base.clone();
+            move |c: &reqwest::Client, i: u64| {
+                let start = (i as usize * 100) % n.max(1) + 1;
+                c.get(format!("{base}/Users"))
+                    .query(&[("startIndex", start.to_string()), ("count", "100".into())])
+            }
+        },
+    )
     .await;
     run(sc("PATCH /Users/{id} (replace)"), &client, &args, secs, {
         let (ids, base) = (ids.clone(), base.clone());
         move |c: &reqwest::Client, i: u64| {
-            c.patch(format!("{base}/Users/{}", ids[i as usize % n])).json(&json!({
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "path": "title", "value": format!("t{i}")}]
-            }))
+            c.patch(format!("{base}/Users/{}", ids[i as usize % n]))
+                .json(&json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "title", "value": format!("t{i}")}]
+                }))
         }
     })
     .await;
@@ -131,7 +158,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let offset = n;
     run(sc("POST /Users"), &client, &args, secs, {
         let base = base.clone();
-        move |c: &reqwest::Client, i: u64| c.post(format!("{base}/Users")).json(&user(offset + i as usize))
+        move |c: &reqwest::Client, i: u64| {
+            c.post(format!("{base}/Users"))
+                .json(&user(offset + i as usize))
+        }
     })
     .await;
 
@@ -150,22 +180,39 @@ fn user(i: usize) -> Value {
     })
 }
 
-async fn seed(client: &reqwest::Client, base: &str, users: usize, concurrency: usize) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+async fn seed(
+    client: &reqwest::Client,
+    base: &str,
+    users: usize,
+    concurrency: usize,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     use futures::StreamExt;
     let results: Vec<Result<String, String>> = futures::stream::iter(0..users)
         .map(|i| {
             let c = client.clone();
             let url = format!("{base}/Users");
             async move {
-                let r = c.post(url).bearer_auth(TOKEN).json(&user(i)).send().await.map_err(|e| e.to_string())?;
+                let r = c
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .json(&user(i))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let v: Value = r.json().await.map_err(|e| e.to_string())?;
-                v["id"].as_str().map(str::to_owned).ok_or_else(|| format!("no id: {v}"))
+                v["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("no id: {v}"))
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    results.into_iter().collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Into::into)
 }
 
 async fn run<F>(name: &str, client: &reqwest::Client, args: &Args, dur: Duration, make: F)
@@ -179,7 +226,12 @@ where
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (c, make, counter, errors) = (client.clone(), make.clone(), counter.clone(), errors.clone());
+        let (c, make, counter, errors) = (
+            client.clone(),
+            make.clone(),
+            counter.clone(),
+            errors.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
@@ -209,7 +261,11 @@ where
     }
     let secs = started.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
     println!(
         "{:<34} {:>10.0} {:>10.2} {:>10.2} {:>8}",
         name,

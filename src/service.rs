@@ -431,19 +431,34 @@ impl Service {
             let pinned = check_if_match(cond, cur.version)?;
             let patched = patch::apply(kind, id, &cur.attrs, &ops)?;
             let delta = self.member_delta(ctx, id, &patched.member_ops).await?;
-            if patched.attrs == cur.attrs && delta.is_empty() {
-                // Nothing changes (e.g. Entra's periodic active=true): no write, same version.
-                return self
-                    .reply(ctx, 200, &cur, &patch_projection(kind, &cur, proj))
-                    .await;
-            }
-            match self.write(ctx, &cur, patched.attrs, delta).await {
+            let written = if patched.attrs == cur.attrs {
+                if delta.is_empty() {
+                    // Nothing changes (e.g. Entra's periodic active=true): no write, same version.
+                    return self
+                        .reply(ctx, 200, &cur, &patch_projection(kind, &cur, proj))
+                        .await;
+                }
+                // Members only: no read-modify-write of the group, so
+                // concurrent member changes never conflict.
+                let now = now_rfc3339();
+                match self
+                    .store
+                    .update_members(&ctx.tenant, id, &delta, pinned, &now)
+                    .await
+                {
+                    Err(StoreError::NotFound) => return Err(not_found(kind, id)),
+                    other => other,
+                }
+            } else {
+                let with_members = !delta.is_empty();
+                match self.write(ctx, &cur, patched.attrs, delta).await {
+                    // The store owns member_count; read it back when it changed.
+                    Ok(_) if with_members => Ok(self.load(ctx, kind, id).await?),
+                    other => other,
+                }
+            };
+            match written {
                 Ok(new) => {
-                    let new = if kind == Kind::Group {
-                        self.load(ctx, kind, id).await?
-                    } else {
-                        new
-                    };
                     return self
                         .reply(ctx, 200, &new, &patch_projection(kind, &new, proj))
                         .await;

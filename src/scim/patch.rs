@@ -313,7 +313,10 @@ fn apply_target(
                     ))
                 })?;
                 // Some clients repeat `schemas` inside the extension object.
-                for (k, v) in obj.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("schemas")) {
+                for (k, v) in obj
+                    .iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("schemas"))
+                {
                     let attr = ext.attr(k).ok_or_else(|| {
                         ScimError::invalid_path(format!("'{k}' is not an attribute of {}", ext.id))
                     })?;

@@ -254,7 +254,10 @@ pub fn canonical_object(
 ) -> ScimResult<Map<String, Value>> {
     let mut out = Map::new();
     // Some clients repeat `schemas` inside an extension object.
-    for (k, v) in obj.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("schemas")) {
+    for (k, v) in obj
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("schemas"))
+    {
         let def = schema.attr(k).ok_or_else(|| {
             ScimError::invalid_syntax(format!("unknown attribute '{k}' in schema {}", schema.id))
         })?;

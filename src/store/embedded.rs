@@ -562,6 +562,35 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn update_members(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        delta: &MemberDelta,
+        expected_version: Option<u64>,
+        now: &str,
+    ) -> Result<StoredResource, StoreError> {
+        let (tenant, id, delta, now) = (
+            tenant.clone(),
+            group_id.to_owned(),
+            delta.clone(),
+            now.to_owned(),
+        );
+        self.write(move |w| {
+            let t = tenant.as_str();
+            let mut row = w.load(t, Kind::Group, &id)?.ok_or(StoreError::NotFound)?;
+            if expected_version.is_some_and(|v| v != row.resource.version) {
+                return Err(StoreError::VersionMismatch);
+            }
+            row.resource.member_count = w.apply_delta(t, &id, row.resource.member_count, &delta)?;
+            row.resource.version += 1;
+            row.resource.last_modified = now;
+            w.save(t, &row)?;
+            Ok(row.resource)
+        })
+        .await
+    }
+
     async fn delete(
         &self,
         tenant: &TenantId,

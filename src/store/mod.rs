@@ -101,6 +101,20 @@ pub trait Store: Send + Sync + 'static {
     /// `expected_version`, `Conflict` if a new key is taken.
     async fn update(&self, tenant: &TenantId, update: &Update) -> Result<(), StoreError>;
 
+    /// Changes a group's members without touching its attributes (so
+    /// concurrent member changes never conflict), bumping its version and
+    /// `last_modified`; returns the group as written. With
+    /// `expected_version`, fails with `VersionMismatch` unless it matches;
+    /// `NotFound` if the group does not exist.
+    async fn update_members(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        delta: &MemberDelta,
+        expected_version: Option<u64>,
+        now: &str,
+    ) -> Result<StoredResource, StoreError>;
+
     /// Deletes a resource, its keys and its memberships in both directions
     /// (groups it belonged to get a new version). With `expected_version`,
     /// fails with `VersionMismatch` unless it matches.
