@@ -165,33 +165,97 @@ impl Service {
     }
 
     async fn groups_of(&self, ctx: &Ctx, user_id: &str) -> ScimResult<Vec<GroupRef>> {
-        let ids = self
+        Ok(self
+            .groups_of_many(ctx, &[user_id.to_owned()])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// The `groups` of several users: one membership read and one batch
+    /// read of the groups' names, whatever the number of users.
+    async fn groups_of_many(
+        &self,
+        ctx: &Ctx,
+        user_ids: &[String],
+    ) -> ScimResult<Vec<Vec<GroupRef>>> {
+        let per_user = self
             .store
-            .groups_of(&ctx.tenant, user_id)
+            .groups_of_many(&ctx.tenant, user_ids)
             .await
             .map_err(|e| store_err(Kind::User, e))?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let groups = self
-            .store
-            .get_many(&ctx.tenant, &ids)
-            .await
-            .map_err(|e| store_err(Kind::Group, e))?;
-        let mut refs: Vec<GroupRef> = groups
+        let mut all: Vec<String> = per_user.iter().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        let groups = if all.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .get_many(&ctx.tenant, &all)
+                .await
+                .map_err(|e| store_err(Kind::Group, e))?
+        };
+        let name = |id: &str| {
+            groups
+                .iter()
+                .find(|g| g.id == id && g.kind == Kind::Group)
+                .map(|g| {
+                    g.attrs
+                        .get("displayName")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+        };
+        Ok(per_user
             .into_iter()
-            .filter(|g| g.kind == Kind::Group)
-            .map(|g| GroupRef {
-                display: g
-                    .attrs
-                    .get("displayName")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                id: g.id,
+            .map(|ids| {
+                let mut refs: Vec<GroupRef> = ids
+                    .into_iter()
+                    .filter_map(|id| name(&id).map(|display| GroupRef { id, display }))
+                    .collect();
+                refs.sort_by(|a, b| a.id.cmp(&b.id));
+                refs
             })
-            .collect();
-        refs.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(refs)
+            .collect())
+    }
+
+    /// Renders a page: computed attributes loaded in batches.
+    async fn represent_page(
+        &self,
+        ctx: &Ctx,
+        page: &[StoredResource],
+        projs: &[(Kind, Projection)],
+    ) -> ScimResult<Vec<Value>> {
+        let proj_of = |k: Kind| {
+            projs
+                .iter()
+                .find(|(pk, _)| *pk == k)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default()
+        };
+        let user_ids: Vec<String> = if proj_of(Kind::User).wants(Kind::User, "groups") {
+            page.iter()
+                .filter(|r| r.kind == Kind::User)
+                .map(|r| r.id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut groups = self.groups_of_many(ctx, &user_ids).await?.into_iter();
+        let mut out = Vec::with_capacity(page.len());
+        for r in page {
+            let proj = proj_of(r.kind);
+            let doc = match r.kind {
+                Kind::User if !user_ids.is_empty() => {
+                    let g = groups.next().unwrap_or_default();
+                    render::render(r.kind, r, &ctx.base_url, None, Some(&g))
+                }
+                Kind::User => render::render(r.kind, r, &ctx.base_url, None, None),
+                Kind::Group => self.represent(ctx, r, &proj, false).await?,
+            };
+            out.push(proj.apply(r.kind, doc));
+        }
+        Ok(out)
     }
 
     /// The full representation, loading computed attributes only if shown.
@@ -354,6 +418,15 @@ impl Service {
         proj: &Projection,
     ) -> ScimResult<Reply> {
         let input = resource::parse_input(kind, body)?;
+        if input
+            .members
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m.id == id))
+        {
+            return Err(ScimError::invalid_value(
+                "a group cannot be a member of itself",
+            ));
+        }
         let members = match &input.members {
             Some(m) => Some(self.resolve_members(ctx, m).await?),
             None => None,
@@ -625,14 +698,6 @@ impl Service {
                 .map(|p| (*k, p))
             })
             .collect::<ScimResult<_>>()?;
-        let proj_of = |k: Kind| {
-            projs
-                .iter()
-                .find(|(pk, _)| *pk == k)
-                .map(|(_, p)| p.clone())
-                .unwrap_or_default()
-        };
-
         let fingerprint = q.fingerprint(&scope);
         let cursor = match &q.paging {
             PagingParam::Cursor(Some(c)) => {
@@ -687,12 +752,7 @@ impl Service {
             }
         };
 
-        let mut resources = Vec::with_capacity(page.len());
-        for r in &page {
-            let proj = proj_of(r.kind);
-            let doc = self.represent(ctx, r, &proj, false).await?;
-            resources.push(proj.apply(r.kind, doc));
-        }
+        let resources = self.represent_page(ctx, &page, &projs).await?;
         let end = offset + page.len() as u64;
         match q.paging {
             PagingParam::Index(start) => Ok(list_response(resources, total, Some(start), None)),

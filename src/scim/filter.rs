@@ -571,6 +571,26 @@ impl<'a> Parser<'a> {
                 }
                 self.advance();
                 let filter = self.value_filter(op_at)?;
+                // Entra ID matches users with `emails[type eq "work"].value eq "x"`,
+                // outside the RFC grammar; it means the same as
+                // `emails[type eq "work" and value eq "x"]`, so parse it as that.
+                let filter = match self.peek() {
+                    Some(&Tok::Word(w)) if w.starts_with('.') => {
+                        let sub_at = self.at();
+                        let sub = &w[1..];
+                        if !is_attr_name(sub) {
+                            return Err(SyntaxError::new(
+                                sub_at,
+                                format!("'{w}' is not a sub-attribute name"),
+                            ));
+                        }
+                        self.in_value_path = true;
+                        let cmp = self.parse_attr_exp(sub, sub_at + 1);
+                        self.in_value_path = false;
+                        Filter::And(Box::new(filter), Box::new(cmp?))
+                    }
+                    _ => filter,
+                };
                 Ok(Filter::ValuePath {
                     path,
                     filter: Box::new(filter),
@@ -660,6 +680,13 @@ fn check_attr_name(name: &str) -> Result<(), (usize, String)> {
 
 /// Splits a path word into URN, name and sub-attribute. A URN-prefixed path is
 /// split at its last ':' only, never at the dots inside the URN (`2.0`).
+/// `ALPHA *(nameChar)` or `$ref`.
+fn is_attr_name(s: &str) -> bool {
+    s == "$ref"
+        || (s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+}
+
 fn parse_attr_word(word: &str) -> Result<AttrPath, (usize, String)> {
     let is_urn = word
         .get(..4)
@@ -2367,7 +2394,6 @@ mod tests {
             r#"userName eq "x" title pr"#,
             r#"emails[type eq "work""#,
             r#"emails[type eq "work"]]"#,
-            r#"emails[type eq "work"].value eq "x""#,
             r#"emails[type eq "work" and phoneNumbers[type eq "x"]]"#,
             r#"emails[emails.type eq "work"]"#,
             r#"emails.value[type eq "work"]"#,
@@ -2584,4 +2610,22 @@ mod tests {
             assert_eq!(e.scim_type(), Some(ScimType::InvalidPath), "{bad:?}: {e}");
         }
     }
+
+    #[test]
+    fn entra_value_path_with_trailing_sub_attribute() {
+        let doc = user();
+        let f = parse_filter(r#"emails[type eq "work"].value eq "BJENSEN@example.com""#).unwrap();
+        validate(&f, Kind::User).unwrap();
+        assert!(matches(&f, Kind::User, &doc).unwrap());
+        // The type and the value must hold for the same element.
+        let f = parse_filter(r#"emails[type eq "home"].value eq "bjensen@example.com""#).unwrap();
+        assert!(!matches(&f, Kind::User, &doc).unwrap());
+        let f = parse_filter(r#"emails[type eq "home"].value pr and userName sw "bj""#).unwrap();
+        assert!(matches(&f, Kind::User, &doc).unwrap());
+        for bad in [r#"emails[type eq "work"].nope eq "x""#, r#"emails[type eq "work"].value"#, r#"emails[type eq "work"]."#] {
+            let err = parse_filter(bad).and_then(|f| validate(&f, Kind::User)).unwrap_err();
+            assert_eq!(err.scim_type(), Some(ScimType::InvalidFilter), "{bad}");
+        }
+    }
+
 }

@@ -471,13 +471,20 @@ fn whole_attr(
                     (OpKind::Add, Some(Value::Array(old))) => old,
                     _ => Vec::new(),
                 };
-                let new_primary = new_items.iter().any(is_primary);
-                if new_primary {
+                if new_items.iter().any(is_primary) {
                     clear_primary(&mut items);
                 }
                 for item in new_items {
-                    if !items.contains(&item) {
-                        items.push(item);
+                    // Adding a value that is already there updates it instead
+                    // of duplicating it (same `value` and `type`).
+                    match items.iter_mut().find(|e| same_entry(e, &item)) {
+                        Some(Value::Object(existing)) => {
+                            if let Value::Object(n) = item {
+                                existing.extend(n);
+                            }
+                        }
+                        Some(existing) => *existing = item,
+                        None => items.push(item),
                     }
                 }
                 resource::check_primary(ext, def, &items)?;
@@ -725,6 +732,14 @@ fn clear_primary(items: &mut [Value]) {
             o.insert("primary".into(), Value::Bool(false));
         }
     }
+}
+
+/// An added value is an existing entry when `value` and `type` agree.
+fn same_entry(a: &Value, b: &Value) -> bool {
+    a == b
+        || (a.get("value").is_some()
+            && a.get("value") == b.get("value")
+            && a.get("type") == b.get("type"))
 }
 
 /// Two values of a multi-valued attribute are the same when their `value`

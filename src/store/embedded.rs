@@ -781,6 +781,33 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn groups_of_many(
+        &self,
+        tenant: &TenantId,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let (tenant, members) = (tenant.clone(), member_ids.to_vec());
+        self.read(move |txn| {
+            let member_of = txn.open_table(MEMBER_OF).map_err(backend)?;
+            let mut out = Vec::with_capacity(members.len());
+            for member in &members {
+                let mut groups = Vec::new();
+                walk(
+                    &member_of,
+                    (tenant.as_str(), member.as_str()),
+                    None,
+                    |group, ()| {
+                        groups.push(group.to_owned());
+                        Ok(true)
+                    },
+                )?;
+                out.push(groups);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |txn| {

@@ -10,6 +10,7 @@
 //!   so changing one member of a huge group touches O(1) records;
 //! * the equality lookups IdPs use are index reads, never scans.
 
+pub mod dynamodb;
 pub mod embedded;
 
 use async_trait::async_trait;
@@ -170,6 +171,20 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         member_id: &str,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// `groups_of` for many members at once, in the order given. Stores
+    /// that can answer in one round trip override this.
+    async fn groups_of_many(
+        &self,
+        tenant: &TenantId,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut out = Vec::with_capacity(member_ids.len());
+        for id in member_ids {
+            out.push(self.groups_of(tenant, id).await?);
+        }
+        Ok(out)
+    }
 
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
     async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;

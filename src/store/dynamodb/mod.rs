@@ -1,0 +1,1393 @@
+//! The DynamoDB store: every tenant's users, groups and memberships in one
+//! table, defined once, as `ScimTable` in `template.yaml`.
+//!
+//! `infra/dynamodb.md` is the design: the item types and their keys, why
+//! there is no GSI, what each operation costs in DynamoDB calls, and what is
+//! atomic. In short:
+//!
+//! | item            | PK                 | SK                     |
+//! |-----------------|--------------------|------------------------|
+//! | resource        | `T#{t}`            | `R#{kind}#{id}`        |
+//! | unique marker   | `T#{t}`            | `K#{kind}#{attr}#{v}`  |
+//! | counter shard   | `T#{t}`            | `C#{kind}#{0..8}`      |
+//! | page bookmark   | `T#{t}`            | `B#{kind}#{offset}`    |
+//! | membership      | `T#{t}#G#{group}`  | `M#{member}`           |
+//! | reverse         | `T#{t}#M#{member}` | `G#{group}`            |
+//! | tenant          | `TENANT#{t}`       | `TENANT`               |
+//!
+//! Every write that must be atomic is one `TransactWriteItems` whose
+//! conditions carry the semantics (versions, unique keys, membership
+//! presence); [`tx`] reads a cancellation back into a [`StoreError`]. Only
+//! membership changes too big for one transaction are chunked, after an
+//! atomic first transaction.
+
+mod call;
+mod keys;
+mod table;
+#[cfg(test)]
+mod tests;
+mod tx;
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, WriteRequest};
+use futures::{StreamExt, TryStreamExt};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use self::call::{CallCounter, CallError, transient_code, transient_tx, with_retries};
+use self::keys::*;
+use self::tx::{Drops, Expr, MAX_ACTIONS, Tag, Tx, interpret, merge};
+use super::{
+    MemberDelta, MemberRef, Store, StoreError, StoredResource, TenantId, TenantRecord, UniqueKey,
+    Update,
+};
+use crate::scim::schema::Kind;
+
+pub use self::table::{TEMPLATE_RESOURCE, create_table_from_template};
+
+/// `BatchGetItem` takes at most 100 keys: two per id (one per kind).
+const IDS_PER_BATCH_GET: usize = 50;
+/// `BatchWriteItem` takes at most 25 requests.
+const BATCH_WRITE: usize = 25;
+/// Batch calls of one operation in flight at once.
+const CONCURRENCY: usize = 4;
+/// Memberships of a deleted resource read per page when cleaning up.
+const CLEANUP_PAGE: usize = 1000;
+/// How long a page bookmark is trusted (and kept, through the table's TTL).
+const BOOKMARK_TTL_SECS: i64 = 3600;
+/// Re-reads of a resource that changed between `delete`'s read and write.
+const DELETE_ATTEMPTS: usize = 8;
+
+/// A [`Store`] on one DynamoDB table. Cheap to clone; clones share the
+/// client and the call counter.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: Arc<str>,
+    calls: Arc<AtomicU64>,
+    budget: Duration,
+}
+
+impl std::fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoStore {
+    /// A store on `table`, configured from the environment the usual AWS
+    /// way (region, credentials, and `AWS_ENDPOINT_URL` for an emulator).
+    pub async fn from_env(table: String) -> DynamoStore {
+        let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        DynamoStore::from_conf(&conf, table)
+    }
+
+    /// A store on `table` with a client built from `conf`. The SDK's own
+    /// retries are turned off: the store retries within its time budget, so
+    /// that a throttled request answers 503 in bounded time.
+    pub fn from_conf(conf: &SdkConfig, table: impl Into<String>) -> DynamoStore {
+        let calls = Arc::new(AtomicU64::new(0));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(Duration::from_secs(3))
+            .build();
+        let config = aws_sdk_dynamodb::config::Builder::from(conf)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts)
+            .interceptor(CallCounter(Arc::clone(&calls)))
+            .build();
+        DynamoStore {
+            client: Client::from_conf(config),
+            table: table.into().into(),
+            calls,
+            budget: call::DEFAULT_BUDGET,
+        }
+    }
+
+    /// The client, e.g. for [`create_table_from_template`].
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// DynamoDB requests sent so far by this store and its clones (retries
+    /// included), to measure what an operation costs.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+fn now() -> Result<String, StoreError> {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .map_err(|e| StoreError::Backend(format!("formatting time: {e}")))
+}
+
+fn not_a_group() -> StoreError {
+    StoreError::Backend("only groups have members".into())
+}
+
+fn other_kind(kind: Kind) -> Kind {
+    match kind {
+        Kind::User => Kind::Group,
+        Kind::Group => Kind::User,
+    }
+}
+
+fn pk_expr() -> Expr {
+    Expr::new().name("#pk", PK)
+}
+
+fn dedupe_keys(keys: &[UniqueKey]) -> Vec<UniqueKey> {
+    let mut seen = HashSet::new();
+    keys.iter()
+        .filter(|k| seen.insert((k.attr, k.value.as_str())))
+        .cloned()
+        .collect()
+}
+
+fn clamp_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The sort-key condition of a Query.
+enum SkRange {
+    Prefix(String),
+    Between(String, String),
+}
+
+/// One membership change, already known to change something unless its
+/// condition says otherwise (see [`Tag::Add`], [`Tag::Remove`]).
+#[derive(Debug, Clone)]
+enum MemberOp {
+    Add(MemberRef),
+    Remove(String),
+}
+
+impl MemberOp {
+    fn actions(&self, group: &str) -> usize {
+        match self {
+            // A group in itself needs no existence check: it is the group.
+            MemberOp::Add(m) if m.id == group => 2,
+            MemberOp::Add(_) => 3,
+            MemberOp::Remove(_) => 2,
+        }
+    }
+}
+
+/// Cuts `ops` into transactions: the first has `first_room` actions left
+/// for memberships, the others `room`.
+fn split(ops: &[MemberOp], group: &str, first_room: usize, room: usize) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut start, mut used, mut cap) = (0, 0, first_room);
+    for (i, op) in ops.iter().enumerate() {
+        let cost = op.actions(group);
+        if used + cost > cap && i > start {
+            ranges.push(start..i);
+            (start, used, cap) = (i, 0, room);
+        }
+        used += cost;
+    }
+    ranges.push(start..ops.len());
+    ranges
+}
+
+/// The ops of `range` still to write, with their indices (for tags).
+fn chunk<'o>(ops: &'o [MemberOp], range: &Range<usize>, drops: &Drops) -> Vec<(usize, &'o MemberOp)> {
+    range
+        .clone()
+        .filter(|i| !drops.ops.contains(i))
+        .filter_map(|i| ops.get(i).map(|op| (i, op)))
+        .collect()
+}
+
+/// Net change of a group's member count if `chunk` commits.
+fn net(chunk: &[(usize, &MemberOp)]) -> i64 {
+    chunk
+        .iter()
+        .map(|(_, op)| match op {
+            MemberOp::Add(_) => 1,
+            MemberOp::Remove(_) => -1,
+        })
+        .sum()
+}
+
+/// Adds the actions of membership changes to `group`. Each is conditional
+/// on the membership's presence, so that the count the caller adds moves by
+/// exactly what changed; a no-op shows up as a cancellation and is dropped.
+fn push_member_ops(
+    tx: &mut Tx,
+    t: &TenantId,
+    group: &str,
+    chunk: &[(usize, &MemberOp)],
+) -> Result<(), StoreError> {
+    for &(i, op) in chunk {
+        match op {
+            MemberOp::Add(m) => {
+                let [forward, reverse] = membership_items(t, group, &m.id, m.kind);
+                tx.put(
+                    forward,
+                    Some("attribute_not_exists(#pk)"),
+                    pk_expr(),
+                    Tag::Add(i),
+                )?;
+                tx.put(reverse, None, Expr::new(), Tag::Plain)?;
+                if m.id != group {
+                    tx.check(
+                        key(tenant_pk(t), resource_sk(m.kind, &m.id)),
+                        "attribute_exists(#pk)",
+                        pk_expr(),
+                        Tag::Exists(i, m.id.clone()),
+                    )?;
+                }
+            }
+            MemberOp::Remove(id) => {
+                tx.delete(
+                    key(group_pk(t, group), member_sk(id)),
+                    Some("attribute_exists(#pk)"),
+                    pk_expr(),
+                    Tag::Remove(i),
+                )?;
+                tx.delete(
+                    key(member_of_pk(t, id), member_of_sk(group)),
+                    None,
+                    Expr::new(),
+                    Tag::Plain,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a deleted resource `id` from the groups `leaves` names: its
+/// membership item, the reverse item, and the group's count and version.
+fn push_leaves(
+    tx: &mut Tx,
+    t: &TenantId,
+    id: &str,
+    leaves: &[(usize, &str)],
+    drops: &Drops,
+    now: &str,
+) -> Result<(), StoreError> {
+    for &(i, group) in leaves {
+        tx.delete(
+            key(member_of_pk(t, id), member_of_sk(group)),
+            None,
+            Expr::new(),
+            Tag::Plain,
+        )?;
+        // Already removed by a concurrent change: only the (stray) reverse
+        // item is left to delete, and the group's count is right.
+        if drops.leaves.contains(&i) {
+            continue;
+        }
+        tx.delete(
+            key(group_pk(t, group), member_sk(id)),
+            Some("attribute_exists(#pk)"),
+            pk_expr(),
+            Tag::Leave(i),
+        )?;
+        // A group in itself is the item being deleted; a group that is gone
+        // has nothing to bump (and an update would resurrect a stub of it).
+        if group != id && !drops.leave_groups.contains(&i) {
+            tx.update(
+                key(tenant_pk(t), resource_sk(Kind::Group, group)),
+                "SET #lm = :now ADD #ver :one, #mc :minus",
+                Some("attribute_exists(#pk)"),
+                pk_expr()
+                    .name("#lm", LM)
+                    .name("#ver", VER)
+                    .name("#mc", MC)
+                    .value(":now", s(now))
+                    .value(":one", n(1))
+                    .value(":minus", n(-1)),
+                Tag::LeaveGroup(i),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Actions one leave costs.
+fn leave_actions(group: &str, id: &str) -> usize {
+    if group == id { 2 } else { 3 }
+}
+
+impl DynamoStore {
+    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = with_retries("GetItem", self.budget, transient_code, || {
+            self.client
+                .get_item()
+                .table_name(self.table.as_ref())
+                .set_key(Some(key.clone()))
+                .consistent_read(true)
+                .send()
+        })
+        .await
+        .map_err(CallError::into_store)?;
+        Ok(out.item)
+    }
+
+    async fn put_item(&self, item: Item) -> Result<(), StoreError> {
+        with_retries("PutItem", self.budget, transient_code, || {
+            self.client
+                .put_item()
+                .table_name(self.table.as_ref())
+                .set_item(Some(item.clone()))
+                .send()
+        })
+        .await
+        .map_err(CallError::into_store)?;
+        Ok(())
+    }
+
+    /// A strongly consistent Query of one partition, in sort key order (or
+    /// reversed), starting after the sort key `after`, until `limit` items
+    /// or the end; DynamoDB's 1 MB pages are followed transparently.
+    async fn query(
+        &self,
+        pk: String,
+        range: SkRange,
+        after: Option<String>,
+        forward: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (cond, expr) = match range {
+            SkRange::Prefix(p) => ("#pk = :pk AND begins_with(#sk, :p)", vec![(":p", p)]),
+            SkRange::Between(lo, hi) => (
+                "#pk = :pk AND #sk BETWEEN :lo AND :hi",
+                vec![(":lo", lo), (":hi", hi)],
+            ),
+        };
+        let mut values: std::collections::HashMap<String, _> =
+            expr.into_iter().map(|(k, v)| (k.to_owned(), s(v))).collect();
+        values.insert(":pk".into(), s(pk.as_str()));
+        let names = std::collections::HashMap::from([
+            ("#pk".to_owned(), PK.to_owned()),
+            ("#sk".to_owned(), SK.to_owned()),
+        ]);
+        let mut start = after.map(|sk| key(pk.clone(), sk));
+        let mut out = Vec::new();
+        loop {
+            let want = match limit {
+                Some(l) if out.len() >= l => break,
+                Some(l) => Some(clamp_i32(l - out.len())),
+                None => None,
+            };
+            let resp = with_retries("Query", self.budget, transient_code, || {
+                self.client
+                    .query()
+                    .table_name(self.table.as_ref())
+                    .key_condition_expression(cond)
+                    .set_expression_attribute_names(Some(names.clone()))
+                    .set_expression_attribute_values(Some(values.clone()))
+                    .consistent_read(true)
+                    .scan_index_forward(forward)
+                    .set_limit(want)
+                    .set_exclusive_start_key(start.clone())
+                    .send()
+            })
+            .await
+            .map_err(CallError::into_store)?;
+            out.extend(resp.items.unwrap_or_default());
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// One `BatchGetItem` (≤ 100 keys), re-sending unprocessed keys.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let mut pending = keys;
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            if attempt > 0 {
+                call::pause_for_unprocessed("BatchGetItem", start, self.budget, attempt).await?;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending.clone()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Backend(format!("building BatchGetItem: {e}")))?;
+            let resp = with_retries("BatchGetItem", self.budget, transient_code, || {
+                self.client
+                    .batch_get_item()
+                    .request_items(self.table.as_ref(), request.clone())
+                    .send()
+            })
+            .await
+            .map_err(CallError::into_store)?;
+            if let Some(mut found) = resp.responses {
+                out.extend(found.remove(self.table.as_ref()).unwrap_or_default());
+            }
+            pending = resp
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(self.table.as_ref()))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            attempt += 1;
+        }
+        Ok(out)
+    }
+
+    /// Deletes items by key with `BatchWriteItem` (not atomic, for cleanup
+    /// only), a few calls in flight, re-sending unprocessed items.
+    async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(|e| StoreError::Backend(format!("building BatchWriteItem: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let chunks: Vec<Vec<WriteRequest>> =
+            requests.chunks(BATCH_WRITE).map(<[_]>::to_vec).collect();
+        futures::stream::iter(chunks.into_iter().map(|c| self.batch_write(c)))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let mut pending = requests;
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            if attempt > 0 {
+                call::pause_for_unprocessed("BatchWriteItem", start, self.budget, attempt)
+                    .await?;
+            }
+            let resp = with_retries("BatchWriteItem", self.budget, transient_code, || {
+                self.client
+                    .batch_write_item()
+                    .request_items(self.table.as_ref(), pending.clone())
+                    .send()
+            })
+            .await
+            .map_err(CallError::into_store)?;
+            pending = resp
+                .unprocessed_items
+                .and_then(|mut u| u.remove(self.table.as_ref()))
+                .unwrap_or_default();
+            attempt += 1;
+        }
+        Ok(())
+    }
+
+    /// Runs the transaction `build` makes, dropping the actions a
+    /// cancellation shows to be no-ops and trying again, until it commits or
+    /// a cancellation is an answer (see [`interpret`]). Each attempt has its
+    /// own client request token, so retrying a timed-out attempt cannot
+    /// apply it twice.
+    async fn transact<F>(&self, what: &str, strict: bool, mut build: F) -> Result<(), StoreError>
+    where
+        F: FnMut(&Drops) -> Result<Tx, StoreError>,
+    {
+        let mut drops = Drops::default();
+        // Every round drops at least one action, so this bound is never hit.
+        for _ in 0..=MAX_ACTIONS {
+            let tx = build(&drops)?;
+            if tx.items.is_empty() {
+                return Ok(());
+            }
+            let token = uuid::Uuid::new_v4().to_string();
+            let result = with_retries(what, self.budget, transient_tx, || {
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(tx.items.clone()))
+                    .client_request_token(&token)
+                    .send()
+            })
+            .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(CallError::Service(TransactWriteItemsError::TransactionCanceledException(
+                    c,
+                ))) => merge(
+                    &mut drops,
+                    interpret(&tx.tags, c.cancellation_reasons(), strict)?,
+                )?,
+                Err(e) => return Err(e.into_store()),
+            }
+        }
+        Err(StoreError::Backend(format!("{what}: too many rounds")))
+    }
+
+    /// Member changes beyond the first transaction, one transaction per
+    /// chunk. Each adjusts the count without bumping the version: the
+    /// operation made one new version, in its first transaction. A member
+    /// deleted meanwhile is skipped; a group deleted meanwhile ends it.
+    async fn write_chunks(
+        &self,
+        t: &TenantId,
+        group: &str,
+        ops: &[MemberOp],
+        ranges: &[Range<usize>],
+    ) -> Result<(), StoreError> {
+        let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
+        for range in ranges {
+            let result = self
+                .transact("TransactWriteItems (members)", false, |drops| {
+                    let mut tx = Tx::new(Arc::clone(&self.table));
+                    let part = chunk(ops, range, drops);
+                    if part.is_empty() {
+                        return Ok(tx);
+                    }
+                    tx.update(
+                        group_key.clone(),
+                        "ADD #mc :d",
+                        Some("attribute_exists(#pk)"),
+                        pk_expr().name("#mc", MC).value(":d", n(net(&part))),
+                        Tag::Target {
+                            if_present: StoreError::Backend("group update refused".into()),
+                            if_absent: StoreError::NotFound,
+                        },
+                    )?;
+                    push_member_ops(&mut tx, t, group, &part)?;
+                    Ok(tx)
+                })
+                .await;
+            match result {
+                Err(StoreError::NotFound) => return Ok(()),
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Every member id of a group, for a `clear`.
+    async fn all_member_ids(&self, t: &TenantId, group: &str) -> Result<Vec<String>, StoreError> {
+        let items = self
+            .query(group_pk(t, group), SkRange::Prefix("M#".into()), None, true, None)
+            .await?;
+        items
+            .iter()
+            .map(|i| sk_suffix(i, "M#").map(str::to_owned))
+            .collect()
+    }
+
+    /// The membership writes a delta needs. Presence is known only after a
+    /// `clear` (which has to read the members anyway); otherwise each op is
+    /// conditional and a no-op is discovered by its failed condition, which
+    /// costs a round trip only when it happens.
+    async fn plan(
+        &self,
+        t: &TenantId,
+        group: &str,
+        delta: &MemberDelta,
+    ) -> Result<Vec<MemberOp>, StoreError> {
+        let mut seen = HashSet::new();
+        let adds: Vec<&MemberRef> = delta
+            .add
+            .iter()
+            .filter(|m| id_ok(&m.id) && seen.insert(m.id.as_str()))
+            .collect();
+        let add_ids: HashSet<&str> = adds.iter().map(|m| m.id.as_str()).collect();
+        let mut ops = Vec::new();
+        if delta.clear {
+            let current = self.all_member_ids(t, group).await?;
+            let present: HashSet<&str> = current.iter().map(String::as_str).collect();
+            ops.extend(
+                current
+                    .iter()
+                    .filter(|id| !add_ids.contains(id.as_str()))
+                    .map(|id| MemberOp::Remove(id.clone())),
+            );
+            ops.extend(
+                adds.iter()
+                    .filter(|m| !present.contains(m.id.as_str()))
+                    .map(|m| MemberOp::Add((*m).clone())),
+            );
+        } else {
+            let mut removed = HashSet::new();
+            ops.extend(
+                delta
+                    .remove
+                    .iter()
+                    .filter(|id| id_ok(id) && !add_ids.contains(id.as_str()))
+                    .filter(|id| removed.insert(id.as_str()))
+                    .map(|id| MemberOp::Remove(id.clone())),
+            );
+            ops.extend(adds.iter().map(|m| MemberOp::Add((*m).clone())));
+        }
+        Ok(ops)
+    }
+
+    /// Finishes removing a deleted resource's memberships: the groups it
+    /// was in (each bumped), and for a group its own member items. Run
+    /// after the resource's deletion committed, when no new membership of
+    /// it can appear, so one pass leaves nothing behind.
+    async fn cleanup(
+        &self,
+        t: &TenantId,
+        kind: Kind,
+        id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let leaves = self.cleanup_leaves(t, kind, id, now);
+        let members = async {
+            if kind == Kind::Group {
+                self.cleanup_members(t, id).await
+            } else {
+                Ok(())
+            }
+        };
+        tokio::try_join!(leaves, members)?;
+        Ok(())
+    }
+
+    async fn cleanup_leaves(
+        &self,
+        t: &TenantId,
+        kind: Kind,
+        id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let per_tx = MAX_ACTIONS / 3;
+        let mut after = None;
+        loop {
+            let page = self
+                .query(
+                    member_of_pk(t, id),
+                    SkRange::Prefix("G#".into()),
+                    after.clone(),
+                    true,
+                    Some(per_tx),
+                )
+                .await?;
+            let groups = leave_groups(&page, kind)?;
+            if !groups.is_empty() {
+                let leaves: Vec<(usize, &str)> =
+                    groups.iter().map(String::as_str).enumerate().collect();
+                self.transact("TransactWriteItems (cleanup)", false, |drops| {
+                    let mut tx = Tx::new(Arc::clone(&self.table));
+                    push_leaves(&mut tx, t, id, &leaves, drops, now)?;
+                    Ok(tx)
+                })
+                .await?;
+            }
+            if page.len() < per_tx {
+                return Ok(());
+            }
+            after = page
+                .last()
+                .map(|i| get_s(i, SK).map(str::to_owned))
+                .transpose()?;
+        }
+    }
+
+    async fn cleanup_members(&self, t: &TenantId, group: &str) -> Result<(), StoreError> {
+        let mut after = None;
+        loop {
+            let page = self
+                .query(
+                    group_pk(t, group),
+                    SkRange::Prefix("M#".into()),
+                    after.clone(),
+                    true,
+                    Some(CLEANUP_PAGE),
+                )
+                .await?;
+            let mut keys = Vec::with_capacity(page.len() * 2);
+            for item in &page {
+                let member = sk_suffix(item, "M#")?;
+                keys.push(key(group_pk(t, group), member_sk(member)));
+                if member != group {
+                    keys.push(key(member_of_pk(t, member), member_of_sk(group)));
+                }
+            }
+            self.batch_delete(keys).await?;
+            if page.len() < CLEANUP_PAGE {
+                return Ok(());
+            }
+            after = page
+                .last()
+                .map(|i| get_s(i, SK).map(str::to_owned))
+                .transpose()?;
+        }
+    }
+
+    /// The bookmark at or below `offset`: the id the page at that offset
+    /// starts after, and how many items remain to skip from there.
+    async fn bookmark(
+        &self,
+        t: &TenantId,
+        kind: Kind,
+        offset: u64,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let found = self
+            .query(
+                tenant_pk(t),
+                SkRange::Between(bookmark_sk(kind, 1), bookmark_sk(kind, offset)),
+                None,
+                false,
+                Some(1),
+            )
+            .await?;
+        let Some(item) = found.first() else {
+            return Ok(None);
+        };
+        // TTL deletion lags by up to days: expiry is checked here.
+        if get_n(item, EXPIRES_AT)? <= OffsetDateTime::now_utc().unix_timestamp() {
+            return Ok(None);
+        }
+        let at = bookmark_offset(get_s(item, SK)?, kind)
+            .ok_or_else(|| StoreError::Backend("undecodable bookmark".into()))?;
+        Ok(Some((get_s(item, AFTER)?.to_owned(), offset.saturating_sub(at))))
+    }
+
+    async fn put_bookmark(
+        &self,
+        t: &TenantId,
+        kind: Kind,
+        offset: u64,
+        after: &str,
+    ) -> Result<(), StoreError> {
+        let mut item = key(tenant_pk(t), bookmark_sk(kind, offset));
+        item.insert(AFTER.into(), s(after));
+        let expires = OffsetDateTime::now_utc().unix_timestamp() + BOOKMARK_TTL_SECS;
+        item.insert(EXPIRES_AT.into(), n(expires));
+        self.put_item(item).await
+    }
+}
+
+/// The groups of a deleted resource's reverse items. Only items recording
+/// its kind count: the id of a long-deleted resource of the other kind
+/// could be reused (never with server-minted UUIDs, but cheap to respect).
+fn leave_groups(items: &[Item], kind: Kind) -> Result<Vec<String>, StoreError> {
+    let mut groups = Vec::new();
+    for item in items {
+        if get_s(item, KIND)? == kind.name() {
+            groups.push(sk_suffix(item, "G#")?.to_owned());
+        }
+    }
+    Ok(groups)
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        if !id_ok(id) {
+            return Ok(None);
+        }
+        let item = self
+            .get_item(key(tenant_pk(tenant), resource_sk(kind, id)))
+            .await?;
+        item.as_ref().map(decode_resource).transpose()
+    }
+
+    async fn get_many(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let mut seen = HashSet::new();
+        let ids: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| id_ok(id) && seen.insert(*id))
+            .collect();
+        let pk = tenant_pk(tenant);
+        let batches: Vec<Vec<Item>> = ids
+            .chunks(IDS_PER_BATCH_GET)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .flat_map(|id| {
+                        [Kind::User, Kind::Group].map(|kind| key(pk.clone(), resource_sk(kind, id)))
+                    })
+                    .collect()
+            })
+            .collect();
+        let found: Vec<Vec<Item>> = futures::stream::iter(batches.into_iter().map(|keys| self.batch_get(keys)))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        found.iter().flatten().map(decode_resource).collect()
+    }
+
+    async fn find_by_key(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        key_: &UniqueKey,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let marker = self
+            .get_item(key(tenant_pk(tenant), marker_sk(kind, key_.attr, &key_.value)))
+            .await?;
+        match marker {
+            Some(m) => self.get(tenant, kind, get_s(&m, ID)?).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        resource: &StoredResource,
+        keys: &[UniqueKey],
+        members: &[MemberRef],
+    ) -> Result<(), StoreError> {
+        let (kind, id) = (resource.kind, resource.id.as_str());
+        if kind != Kind::Group && !members.is_empty() {
+            return Err(not_a_group());
+        }
+        if !id_ok(id) {
+            return Err(StoreError::Backend(format!("id longer than {MAX_ID_BYTES} bytes")));
+        }
+        let keys = dedupe_keys(keys);
+        let delta = MemberDelta {
+            add: members.to_vec(),
+            ..MemberDelta::default()
+        };
+        // A new group has no members: no read is needed to plan adds.
+        let ops = self.plan(tenant, id, &delta).await?;
+        let fixed = 3 + keys.len();
+        let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
+        let (first, rest) = ranges.split_first().map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
+        let pk = tenant_pk(tenant);
+        let taken = || StoreError::Conflict {
+            attr: "id",
+            value: id.to_owned(),
+        };
+        self.transact("TransactWriteItems (create)", true, |drops| {
+            let part = chunk(&ops, &first, drops);
+            let count = u64::try_from(net(&part)).unwrap_or(0);
+            let mut tx = Tx::new(Arc::clone(&self.table));
+            tx.put(
+                resource_item(tenant, resource, &keys, count)?,
+                Some("attribute_not_exists(#pk)"),
+                pk_expr(),
+                Tag::Target {
+                    if_present: taken(),
+                    if_absent: taken(),
+                },
+            )?;
+            // Ids are unique across kinds: memberships and `get_many`
+            // address resources by id alone.
+            tx.check(
+                key(pk.clone(), resource_sk(other_kind(kind), id)),
+                "attribute_not_exists(#pk)",
+                pk_expr(),
+                Tag::Claim {
+                    attr: "id",
+                    value: id.to_owned(),
+                },
+            )?;
+            for k in &keys {
+                let mut marker = key(pk.clone(), marker_sk(kind, k.attr, &k.value));
+                marker.insert(ID.into(), s(id));
+                tx.put(
+                    marker,
+                    Some("attribute_not_exists(#pk)"),
+                    pk_expr(),
+                    Tag::Claim {
+                        attr: k.attr,
+                        value: k.value.clone(),
+                    },
+                )?;
+            }
+            tx.update(
+                key(pk.clone(), counter_sk(kind, id)),
+                "ADD #n :one",
+                None,
+                Expr::new().name("#n", COUNT).value(":one", n(1)),
+                Tag::Plain,
+            )?;
+            push_member_ops(&mut tx, tenant, id, &part)?;
+            Ok(tx)
+        })
+        .await?;
+        self.write_chunks(tenant, id, &ops, rest).await
+    }
+
+    async fn update(&self, tenant: &TenantId, update: &Update) -> Result<(), StoreError> {
+        let r = &update.resource;
+        let (kind, id) = (r.kind, r.id.as_str());
+        if kind != Kind::Group && !update.members.is_empty() {
+            return Err(not_a_group());
+        }
+        if !id_ok(id) {
+            return Err(StoreError::VersionMismatch);
+        }
+        let ops = if update.members.is_empty() {
+            Vec::new()
+        } else {
+            self.plan(tenant, id, &update.members).await?
+        };
+        let old = dedupe_keys(&update.old_keys);
+        let new = dedupe_keys(&update.new_keys);
+        // A key kept across the update stays claimed: the version condition
+        // guarantees the stored state is the one `old_keys` describes.
+        let claims: Vec<&UniqueKey> = new.iter().filter(|k| !old.contains(k)).collect();
+        let releases: Vec<&UniqueKey> = old.iter().filter(|k| !new.contains(k)).collect();
+        let fixed = 1 + claims.len() + releases.len();
+        let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
+        let (first, rest) = ranges.split_first().map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
+        let doc = serde_json::to_string(r)
+            .map_err(|e| StoreError::Backend(format!("encoding resource: {e}")))?;
+        let keys_json = encode_keys(&new)?;
+        let pk = tenant_pk(tenant);
+        self.transact("TransactWriteItems (update)", true, |drops| {
+            let part = chunk(&ops, &first, drops);
+            let d = net(&part);
+            let mut set = "SET #doc = :doc, #ver = :ver, #lm = :lm, #keys = :keys".to_owned();
+            let mut expr = Expr::new()
+                .name("#doc", DOC)
+                .name("#ver", VER)
+                .name("#lm", LM)
+                .name("#keys", KEYS)
+                .value(":doc", s(doc.as_str()))
+                .value(":ver", n(r.version))
+                .value(":lm", s(r.last_modified.as_str()))
+                .value(":keys", s(keys_json.as_str()))
+                .value(":expected", n(update.expected_version));
+            if d != 0 {
+                set.push_str(" ADD #mc :d");
+                expr = expr.name("#mc", MC).value(":d", n(d));
+            }
+            let mut tx = Tx::new(Arc::clone(&self.table));
+            // A missing item fails `#ver = :expected` too: "or the resource is gone".
+            tx.update(
+                key(pk.clone(), resource_sk(kind, id)),
+                &set,
+                Some("#ver = :expected"),
+                expr,
+                Tag::Target {
+                    if_present: StoreError::VersionMismatch,
+                    if_absent: StoreError::VersionMismatch,
+                },
+            )?;
+            for k in &claims {
+                let mut marker = key(pk.clone(), marker_sk(kind, k.attr, &k.value));
+                marker.insert(ID.into(), s(id));
+                tx.put(
+                    marker,
+                    Some("attribute_not_exists(#pk) OR #id = :id"),
+                    pk_expr().name("#id", ID).value(":id", s(id)),
+                    Tag::Claim {
+                        attr: k.attr,
+                        value: k.value.clone(),
+                    },
+                )?;
+            }
+            for (i, k) in releases.iter().enumerate() {
+                if drops.releases.contains(&i) {
+                    continue;
+                }
+                // Never free a key that another resource holds.
+                tx.delete(
+                    key(pk.clone(), marker_sk(kind, k.attr, &k.value)),
+                    Some("attribute_not_exists(#pk) OR #id = :id"),
+                    pk_expr().name("#id", ID).value(":id", s(id)),
+                    Tag::Release(i),
+                )?;
+            }
+            push_member_ops(&mut tx, tenant, id, &part)?;
+            Ok(tx)
+        })
+        .await?;
+        self.write_chunks(tenant, id, &ops, rest).await
+    }
+
+    async fn update_members(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        delta: &MemberDelta,
+        expected_version: Option<u64>,
+        now: &str,
+    ) -> Result<StoredResource, StoreError> {
+        if !id_ok(group_id) {
+            return Err(StoreError::NotFound);
+        }
+        let ops = self.plan(tenant, group_id, delta).await?;
+        let ranges = split(&ops, group_id, MAX_ACTIONS - 1, MAX_ACTIONS - 1);
+        let (first, rest) = ranges.split_first().map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
+        let group_key = key(tenant_pk(tenant), resource_sk(Kind::Group, group_id));
+        self.transact("TransactWriteItems (members)", true, |drops| {
+            let part = chunk(&ops, &first, drops);
+            let mut expr = pk_expr()
+                .name("#lm", LM)
+                .name("#ver", VER)
+                .name("#mc", MC)
+                .value(":now", s(now))
+                .value(":one", n(1))
+                .value(":d", n(net(&part)));
+            // Without an expected version the change commutes with any
+            // other, so it is not conditioned on the version at all.
+            let cond = match expected_version {
+                Some(v) => {
+                    expr = expr.value(":v", n(v));
+                    "#ver = :v"
+                }
+                None => "attribute_exists(#pk)",
+            };
+            let mut tx = Tx::new(Arc::clone(&self.table));
+            tx.update(
+                group_key.clone(),
+                "SET #lm = :now ADD #ver :one, #mc :d",
+                Some(cond),
+                expr,
+                Tag::Target {
+                    if_present: StoreError::VersionMismatch,
+                    if_absent: StoreError::NotFound,
+                },
+            )?;
+            push_member_ops(&mut tx, tenant, group_id, &part)?;
+            Ok(tx)
+        })
+        .await?;
+        self.write_chunks(tenant, group_id, &ops, rest).await?;
+        // A transaction returns nothing, so the new version and count are
+        // read back (possibly with a later concurrent change included).
+        self.get(tenant, Kind::Group, group_id)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if !id_ok(id) {
+            return Err(StoreError::NotFound);
+        }
+        let pk = tenant_pk(tenant);
+        let resource_key = key(pk.clone(), resource_sk(kind, id));
+        // Room in the first transaction for memberships, after the resource,
+        // its keys (a handful) and the counter.
+        let first_leaves = 30;
+        let first_members = 30;
+        for _ in 0..DELETE_ATTEMPTS {
+            // The resource, the groups it is in and (for a group) its first
+            // members, read at once: one round trip.
+            let (item, member_of, members) = tokio::try_join!(
+                self.get_item(resource_key.clone()),
+                self.query(
+                    member_of_pk(tenant, id),
+                    SkRange::Prefix("G#".into()),
+                    None,
+                    true,
+                    Some(first_leaves),
+                ),
+                async {
+                    if kind == Kind::Group {
+                        self.query(
+                            group_pk(tenant, id),
+                            SkRange::Prefix("M#".into()),
+                            None,
+                            true,
+                            Some(first_members),
+                        )
+                        .await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                },
+            )?;
+            let now = now()?;
+            let Some(item) = item else {
+                // Memberships left by a delete that was interrupted after
+                // its first transaction: finish it, so a retried DELETE
+                // converges.
+                if !leave_groups(&member_of, kind)?.is_empty() || !members.is_empty() {
+                    self.cleanup(tenant, kind, id, &now).await?;
+                }
+                return Err(StoreError::NotFound);
+            };
+            let version = get_n(&item, VER)?;
+            if expected_version.is_some_and(|v| i64::try_from(v).ok() != Some(version)) {
+                return Err(StoreError::VersionMismatch);
+            }
+            let keys = decode_keys(&item)?;
+            let groups = leave_groups(&member_of, kind)?;
+            let mut room = MAX_ACTIONS - 2 - keys.len();
+            let mut leaves = Vec::new();
+            for (i, g) in groups.iter().enumerate() {
+                let cost = leave_actions(g, id);
+                if cost > room {
+                    break;
+                }
+                room -= cost;
+                leaves.push((i, g.as_str()));
+            }
+            let mut own = Vec::new();
+            for m in &members {
+                let m = sk_suffix(m, "M#")?;
+                // Self-membership is already among the leaves.
+                if m == id {
+                    continue;
+                }
+                if room < 2 {
+                    break;
+                }
+                room -= 2;
+                own.push(m);
+            }
+            let result = self
+                .transact("TransactWriteItems (delete)", true, |drops| {
+                    let mut tx = Tx::new(Arc::clone(&self.table));
+                    // Conditioned on the version read, which is what says
+                    // which keys the resource holds.
+                    tx.delete(
+                        resource_key.clone(),
+                        Some("#ver = :ver"),
+                        Expr::new().name("#ver", VER).value(":ver", n(version)),
+                        Tag::Target {
+                            if_present: StoreError::VersionMismatch,
+                            if_absent: StoreError::NotFound,
+                        },
+                    )?;
+                    for (i, (attr, value)) in keys.iter().enumerate() {
+                        if drops.releases.contains(&i) {
+                            continue;
+                        }
+                        tx.delete(
+                            key(pk.clone(), marker_sk(kind, attr, value)),
+                            Some("attribute_not_exists(#pk) OR #id = :id"),
+                            pk_expr().name("#id", ID).value(":id", s(id)),
+                            Tag::Release(i),
+                        )?;
+                    }
+                    tx.update(
+                        key(pk.clone(), counter_sk(kind, id)),
+                        "ADD #n :minus",
+                        None,
+                        Expr::new().name("#n", COUNT).value(":minus", n(-1)),
+                        Tag::Plain,
+                    )?;
+                    push_leaves(&mut tx, tenant, id, &leaves, drops, &now)?;
+                    for m in &own {
+                        tx.delete(
+                            key(group_pk(tenant, id), member_sk(m)),
+                            None,
+                            Expr::new(),
+                            Tag::Plain,
+                        )?;
+                        tx.delete(
+                            key(member_of_pk(tenant, m), member_of_sk(id)),
+                            None,
+                            Expr::new(),
+                            Tag::Plain,
+                        )?;
+                    }
+                    Ok(tx)
+                })
+                .await;
+            match result {
+                Ok(()) => return self.cleanup(tenant, kind, id, &now).await,
+                // Changed since it was read: read its keys again.
+                Err(StoreError::VersionMismatch) if expected_version.is_none() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the resource keeps changing while being deleted".into(),
+        ))
+    }
+
+    async fn count(&self, tenant: &TenantId, kind: Kind) -> Result<u64, StoreError> {
+        let shards = self
+            .query(
+                tenant_pk(tenant),
+                SkRange::Prefix(counter_prefix(kind)),
+                None,
+                true,
+                None,
+            )
+            .await?;
+        let mut total = 0i64;
+        for shard in &shards {
+            total += get_n(shard, COUNT)?;
+        }
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let items = self
+            .query(
+                tenant_pk(tenant),
+                SkRange::Prefix(resource_prefix(kind)),
+                after.map(|a| resource_sk(kind, a)),
+                true,
+                Some(limit),
+            )
+            .await?;
+        items.iter().map(decode_resource).collect()
+    }
+
+    async fn list_at(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (after, skip) = match offset {
+            0 => (None, 0),
+            _ => match self.bookmark(tenant, kind, offset).await? {
+                Some((after, skip)) => (Some(after), skip),
+                None => (None, offset),
+            },
+        };
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let items = self
+            .query(
+                tenant_pk(tenant),
+                SkRange::Prefix(resource_prefix(kind)),
+                after.map(|a| resource_sk(kind, &a)),
+                true,
+                Some(skip.saturating_add(limit)),
+            )
+            .await?;
+        let page = items
+            .iter()
+            .skip(skip)
+            .map(decode_resource)
+            .collect::<Result<Vec<_>, _>>()?;
+        // A full page may have a successor: remember where it starts. A
+        // bookmark is a cache, so failing to write one fails nothing.
+        if page.len() == limit
+            && let Some(last) = page.last()
+        {
+            let next = offset.saturating_add(limit as u64);
+            if let Err(e) = self.put_bookmark(tenant, kind, next, &last.id).await {
+                tracing::warn!(error = %e, "writing a page bookmark");
+            }
+        }
+        Ok(page)
+    }
+
+    async fn members(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MemberRef>, StoreError> {
+        if limit == 0 || !id_ok(group_id) {
+            return Ok(Vec::new());
+        }
+        let items = self
+            .query(
+                group_pk(tenant, group_id),
+                SkRange::Prefix("M#".into()),
+                after.map(member_sk),
+                true,
+                Some(limit),
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                Ok(MemberRef {
+                    id: sk_suffix(i, "M#")?.to_owned(),
+                    kind: parse_kind(get_s(i, KIND)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn is_member(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        member_id: &str,
+    ) -> Result<bool, StoreError> {
+        if !id_ok(group_id) || !id_ok(member_id) {
+            return Ok(false);
+        }
+        let item = self
+            .get_item(key(group_pk(tenant, group_id), member_sk(member_id)))
+            .await?;
+        Ok(item.is_some())
+    }
+
+    async fn groups_of(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        if !id_ok(member_id) {
+            return Ok(Vec::new());
+        }
+        let items = self
+            .query(
+                member_of_pk(tenant, member_id),
+                SkRange::Prefix("G#".into()),
+                None,
+                true,
+                None,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| sk_suffix(i, "G#").map(str::to_owned))
+            .collect()
+    }
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        let item = self
+            .get_item(key(tenant_record_pk(tenant), TENANT_SK.into()))
+            .await?;
+        item.map(|i| {
+            serde_json::from_str(get_s(&i, DOC)?)
+                .map_err(|e| StoreError::Backend(format!("undecodable tenant record: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(record)
+            .map_err(|e| StoreError::Backend(format!("encoding tenant record: {e}")))?;
+        let mut item = key(tenant_record_pk(&record.id), TENANT_SK.into());
+        item.insert(DOC.into(), s(doc));
+        self.put_item(item).await
+    }
+}
