@@ -1,3 +1,11 @@
+//! The local server's first start, its printed credentials, and the
+//! `token` admin command, through the binary itself.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::Method;
 use serde_json::json;
 
 use crate::harness::*;
@@ -5,20 +13,110 @@ use crate::harness::*;
 #[tokio::test]
 async fn create_then_get_user() {
     let s = TestServer::start().await;
-    let created = s
-        .post("/Users", user("alice@example.com"))
-        .await
-        .expect(201);
-    assert_eq!(
-        created.header("content-type").as_deref(),
-        Some("application/scim+json")
-    );
+    let created = s.post("/Users", user("alice@example.com")).await.expect(201);
+    assert_eq!(created.header("content-type").as_deref(), Some("application/scim+json"));
     let id = created.id();
-    assert_eq!(
-        created.header("location"),
-        Some(s.url(&format!("/Users/{id}")))
-    );
+    assert_eq!(created.header("location"), Some(s.url(&format!("/Users/{id}"))));
     let got = s.get(&format!("/Users/{id}")).await.expect(200);
     assert_eq!(got.body["userName"], json!("alice@example.com"));
     assert_eq!(got.body["meta"]["resourceType"], json!("User"));
+}
+
+/// Starts `serve` without a preset token; returns the process and its stdout
+/// lines up to and including the credentials block.
+fn start_plain(data: &Path) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-provisioning"))
+        .args(["serve", "--port", "0", "--demo-tenant", "first"])
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("SCIM_DEMO_TOKEN")
+        .env_remove("SCIM_TENANTS")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let done = line.starts_with("Secret Token:");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, seen)
+}
+
+fn field<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines.iter().find_map(|l| l.strip_prefix(prefix)).map(str::trim).expect(prefix)
+}
+
+async fn status(url: &str, token: &str) -> u16 {
+    reqwest::Client::new().request(Method::GET, url).bearer_auth(token).send().await.expect("send").status().as_u16()
+}
+
+fn stop(mut c: Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+#[tokio::test]
+async fn first_start_prints_a_token_once_and_the_token_command_rotates_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+
+    let (child, lines) = start_plain(&data);
+    let tenant_url = field(&lines, "Tenant URL:").to_owned();
+    let token = field(&lines, "Secret Token:").to_owned();
+    assert!(token.starts_with("scim_") && token.len() > 40, "{token}");
+    assert!(tenant_url.ends_with("/scim/v2/first"), "{tenant_url}");
+    let users = format!("{tenant_url}/Users");
+    assert_eq!(status(&users, &token).await, 200);
+    assert_eq!(status(&users, "scim_wrong").await, 401);
+    stop(child);
+
+    // Only a hash is at rest: the token appears nowhere in the data files.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "plaintext token stored");
+    }
+
+    // A restart prints no token and keeps the old one valid.
+    let (child, lines) = start_plain(&data);
+    assert!(!field(&lines, "Secret Token:").starts_with("scim_"), "token printed twice: {lines:?}");
+    let users = format!("{}/Users", field(&lines, "Tenant URL:"));
+    assert_eq!(status(&users, &token).await, 200);
+    stop(child);
+
+    // `token` issues a new one and invalidates the old one.
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-provisioning"))
+        .args(["token", "first", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("token command");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let new_token = field(&lines, "Secret Token:").to_owned();
+    assert_ne!(new_token, token);
+
+    let (child, lines) = start_plain(&data);
+    let users = format!("{}/Users", field(&lines, "Tenant URL:"));
+    assert_eq!(status(&users, &new_token).await, 200);
+    assert_eq!(status(&users, &token).await, 401, "the old token must stop working");
+    stop(child);
+}
+
+#[tokio::test]
+async fn token_command_rejects_a_bad_tenant_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-provisioning"))
+        .args(["token", "no/slashes", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .expect("token command");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant id"));
 }
