@@ -714,50 +714,65 @@ impl Service {
             _ => 0,
         };
 
-        let (total, page): (u64, Vec<StoredResource>) = match (kinds, &q.filter, &q.sort_by) {
-            // Unfiltered, unsorted listing of one type: count plus one page.
-            ([kind], None, None) => {
-                let total = self
-                    .store
-                    .count(&ctx.tenant, *kind)
-                    .await
-                    .map_err(|e| store_err(*kind, e))?;
-                let page = if q.count == 0 {
-                    Ok(Vec::new())
-                } else if let Some(k) = cursor.as_ref().and_then(|c| c.k.as_deref()) {
-                    self.store
-                        .list(&ctx.tenant, *kind, Some(k), q.count as usize)
+        let (total, page, more): (u64, Vec<StoredResource>, bool) =
+            match (kinds, &q.filter, &q.sort_by) {
+                // Unfiltered, unsorted listing of one type: count plus one page.
+                ([kind], None, None) => {
+                    let total = self
+                        .store
+                        .count(&ctx.tenant, *kind)
                         .await
-                } else {
-                    self.store
-                        .list_at(&ctx.tenant, *kind, offset, q.count as usize)
-                        .await
+                        .map_err(|e| store_err(*kind, e))?;
+                    let keyset = matches!(q.paging, PagingParam::Cursor(_));
+                    let (page, more) = if q.count == 0 {
+                        (Vec::new(), offset < total)
+                    } else if keyset {
+                        // Cursor pages continue after the last id seen, so deletes
+                        // between pages neither skip nor repeat anyone; one extra
+                        // item tells whether another page exists.
+                        let after = cursor.as_ref().and_then(|c| c.k.as_deref());
+                        let mut page = self
+                            .store
+                            .list(&ctx.tenant, *kind, after, q.count as usize + 1)
+                            .await
+                            .map_err(|e| store_err(*kind, e))?;
+                        let more = page.len() > q.count as usize;
+                        page.truncate(q.count as usize);
+                        (page, more)
+                    } else {
+                        let page = self
+                            .store
+                            .list_at(&ctx.tenant, *kind, offset, q.count as usize)
+                            .await
+                            .map_err(|e| store_err(*kind, e))?;
+                        let more = offset + (page.len() as u64) < total;
+                        (page, more)
+                    };
+                    (total, page, more)
                 }
-                .map_err(|e| store_err(*kind, e))?;
-                (total, page)
-            }
-            _ => {
-                let mut matched = self.matching(ctx, kinds, &q).await?;
-                if let Some(sort) = &q.sort_by {
-                    matched = sort_docs(matched, sort, q.descending);
+                _ => {
+                    let mut matched = self.matching(ctx, kinds, &q).await?;
+                    if let Some(sort) = &q.sort_by {
+                        matched = sort_docs(matched, sort, q.descending);
+                    }
+                    let total = matched.len() as u64;
+                    let page: Vec<StoredResource> = matched
+                        .into_iter()
+                        .skip(offset as usize)
+                        .take(q.count as usize)
+                        .map(|(r, _)| r)
+                        .collect();
+                    let more = offset + (page.len() as u64) < total;
+                    (total, page, more)
                 }
-                let total = matched.len() as u64;
-                let page: Vec<StoredResource> = matched
-                    .into_iter()
-                    .skip(offset as usize)
-                    .take(q.count as usize)
-                    .map(|(r, _)| r)
-                    .collect();
-                (total, page)
-            }
-        };
+            };
 
         let resources = self.represent_page(ctx, &page, &projs).await?;
         let end = offset + page.len() as u64;
         match q.paging {
             PagingParam::Index(start) => Ok(list_response(resources, total, Some(start), None)),
             PagingParam::Cursor(_) => {
-                let next = if end < total && !page.is_empty() {
+                let next = if more && !page.is_empty() {
                     let keyset = kinds.len() == 1 && q.filter.is_none() && q.sort_by.is_none();
                     Some(self.cursors.encode(&CursorState {
                         t: ctx.tenant.as_str().to_owned(),
@@ -947,8 +962,8 @@ fn mentions_computed(f: &Filter, kind: Kind) -> bool {
     }
 }
 
-/// Sorts by the attribute's first value; resources without a value sort
-/// last, ties by id, so pages are stable.
+/// Sorts by the attribute's (primary) value; resources without one sort last
+/// ascending and first descending; ties by id, so pages are stable.
 fn sort_docs(
     docs: Vec<(StoredResource, Value)>,
     sort: &filter::AttrPath,
@@ -960,8 +975,8 @@ fn sort_docs(
         .into_iter()
         .map(|(r, doc)| {
             let key = filter::leaf_of(r.kind, sort).ok().and_then(|leaf| {
-                let vals = filter::values_at(r.kind, &doc, sort).ok()?;
-                vals.first().map(|v| ((*v).clone(), leaf))
+                let v = filter::sort_value(r.kind, &doc, sort).ok()??;
+                Some((v.clone(), leaf))
             });
             (key, (r, doc))
         })
@@ -972,6 +987,9 @@ fn sort_docs(
                 let o = filter::compare(x, y, def);
                 if descending { o.reverse() } else { o }
             }
+            // Missing values sort last ascending, first descending.
+            (Some(_), None) if descending => Ordering::Greater,
+            (None, Some(_)) if descending => Ordering::Less,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,

@@ -684,7 +684,8 @@ fn check_attr_name(name: &str) -> Result<(), (usize, String)> {
 fn is_attr_name(s: &str) -> bool {
     s == "$ref"
         || (s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
 }
 
 fn parse_attr_word(word: &str) -> Result<AttrPath, (usize, String)> {
@@ -1413,6 +1414,44 @@ pub fn values_at<'a>(kind: Kind, doc: &'a Value, path: &AttrPath) -> ScimResult<
     let mut values = target.values(doc);
     values.retain(|v| !v.is_null());
     Ok(values)
+}
+
+/// The value a resource sorts by (RFC 7644 §3.4.2.3): for a multi-valued
+/// attribute, that of its primary entry, else the first one.
+pub fn sort_value<'a>(
+    kind: Kind,
+    doc: &'a Value,
+    path: &AttrPath,
+) -> ScimResult<Option<&'a Value>> {
+    let values = values_at(kind, doc, path)?;
+    if let Some(r) = schema::resolve(kind, path.urn.as_deref(), &path.name, None)
+        && r.attr.multi
+        && r.attr.is_complex()
+    {
+        let container = match r.extension {
+            Some(urn) => doc.get(urn),
+            None => Some(doc),
+        };
+        let sub = path
+            .sub
+            .as_deref()
+            .and_then(|s| r.attr.sub_attr(s))
+            .map_or("value", |s| s.name);
+        let primary = container
+            .and_then(|c| c.get(r.attr.name))
+            .and_then(Value::as_array)
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|i| i.get("primary") == Some(&Value::Bool(true)))
+            })
+            .and_then(|p| p.get(sub))
+            .filter(|v| !v.is_null());
+        if primary.is_some() {
+            return Ok(primary);
+        }
+    }
+    Ok(values.into_iter().next())
 }
 
 /// The definition [`compare`] should use for the values [`values_at`] returns
@@ -2622,10 +2661,15 @@ mod tests {
         assert!(!matches(&f, Kind::User, &doc).unwrap());
         let f = parse_filter(r#"emails[type eq "home"].value pr and userName sw "bj""#).unwrap();
         assert!(matches(&f, Kind::User, &doc).unwrap());
-        for bad in [r#"emails[type eq "work"].nope eq "x""#, r#"emails[type eq "work"].value"#, r#"emails[type eq "work"]."#] {
-            let err = parse_filter(bad).and_then(|f| validate(&f, Kind::User)).unwrap_err();
+        for bad in [
+            r#"emails[type eq "work"].nope eq "x""#,
+            r#"emails[type eq "work"].value"#,
+            r#"emails[type eq "work"]."#,
+        ] {
+            let err = parse_filter(bad)
+                .and_then(|f| validate(&f, Kind::User))
+                .unwrap_err();
             assert_eq!(err.scim_type(), Some(ScimType::InvalidFilter), "{bad}");
         }
     }
-
 }

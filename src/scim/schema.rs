@@ -450,6 +450,16 @@ pub static GROUP_ATTRS: &[AttrDef] = &[
 /// `/Schemas` representation, but filterable, sortable and projectable.
 pub static COMMON_ATTRS: &[AttrDef] = &[
     {
+        // Filterable (`schemas eq "urn:…:enterprise:2.0:User"`); computed on output.
+        let mut a = read_only(multi(reference(
+            "schemas",
+            &["uri"],
+            "The schema URNs the resource has.",
+        )));
+        a.returned = Returned::Always;
+        a
+    },
+    {
         let mut a = read_only(exact(s(
             "id",
             "Unique identifier of the resource, assigned by the service provider.",

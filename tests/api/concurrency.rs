@@ -1,6 +1,8 @@
 //! Simultaneous writers: uniqueness under races, no lost updates, and
 //! optimistic concurrency with `If-Match` (RFC 7644 §3.14).
 
+// Test helpers fail loudly, like the tests that call them.
+
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
@@ -8,6 +10,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::*;
+
+/// A request future, boxed so different requests fit in one `join_all`.
+type BoxedCall<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// `name` with letter case varied by the bits of `i`.
 fn vary_case(name: &str, i: usize) -> String {
@@ -85,7 +90,10 @@ async fn simultaneous_creates_of_one_user_name() {
     assert_eq!(r.resources()[0]["id"], json!(winner));
     // Also by scan, not only by the index.
     let r = s
-        .get(&format!("/Users?filter={}", enc(r#"userName co "race.condition""#)))
+        .get(&format!(
+            "/Users?filter={}",
+            enc(r#"userName co "race.condition""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 1, "{}", r.body);
@@ -104,8 +112,16 @@ async fn simultaneous_creates_of_one_group_name() {
     });
     let results = join_all(reqs).await;
     let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
-    assert_eq!(statuses.iter().filter(|&&c| c == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|&&c| c == 409).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 409).count(),
+        19,
+        "{statuses:?}"
+    );
     assert_eq!(s.get("/Groups").await.expect(200).total(), 1);
 }
 
@@ -173,7 +189,12 @@ async fn simultaneous_member_adds_and_removes() {
     });
     let results = join_all(reqs).await;
     for r in &results {
-        assert!(r.status == 200 || r.status == 204, "{} {}", r.status, r.body);
+        assert!(
+            r.status == 200 || r.status == 204,
+            "{} {}",
+            r.status,
+            r.body
+        );
     }
     let g = s.get(&path).await.expect(200);
     let set: BTreeSet<String> = member_ids(&g.body).into_iter().collect();
@@ -346,7 +367,9 @@ async fn stale_if_match_is_412_fresh_succeeds() {
         Method::PATCH,
         &path,
         &v1,
-        Some(patch_op(json!([{"op": "replace", "path": "title", "value": "stale"}]))),
+        Some(patch_op(
+            json!([{"op": "replace", "path": "title", "value": "stale"}]),
+        )),
     )
     .await;
     expect_412(&r);
@@ -365,7 +388,9 @@ async fn stale_if_match_is_412_fresh_succeeds() {
         Method::PATCH,
         &path,
         &v2,
-        Some(patch_op(json!([{"op": "replace", "path": "title", "value": "two"}]))),
+        Some(patch_op(
+            json!([{"op": "replace", "path": "title", "value": "two"}]),
+        )),
     )
     .await
     .expect(200);
@@ -373,7 +398,9 @@ async fn stale_if_match_is_412_fresh_succeeds() {
     assert_ne!(v3, v2);
     assert_eq!(r.body["title"], json!("two"));
     put["title"] = json!("three");
-    let r = with_if_match(&s, Method::PUT, &path, &v3, Some(put)).await.expect(200);
+    let r = with_if_match(&s, Method::PUT, &path, &v3, Some(put))
+        .await
+        .expect(200);
     let v4 = r.etag();
     // `*` matches any current version.
     let r = with_if_match(
@@ -381,7 +408,9 @@ async fn stale_if_match_is_412_fresh_succeeds() {
         Method::PATCH,
         &path,
         "*",
-        Some(patch_op(json!([{"op": "replace", "path": "title", "value": "four"}]))),
+        Some(patch_op(
+            json!([{"op": "replace", "path": "title", "value": "four"}]),
+        )),
     )
     .await
     .expect(200);
@@ -402,7 +431,13 @@ async fn if_none_match_gives_304_when_unchanged() {
     let path = format!("/Users/{id}");
     let etag = s.get(&path).await.expect(200).etag();
     let r = s
-        .call_with(Method::GET, &s.url(&path), &s.token, None, &[("If-None-Match", &etag)])
+        .call_with(
+            Method::GET,
+            &s.url(&path),
+            &s.token,
+            None,
+            &[("If-None-Match", &etag)],
+        )
         .await;
     assert_eq!(r.status, 304, "{}", r.body);
     s.patch(
@@ -412,7 +447,13 @@ async fn if_none_match_gives_304_when_unchanged() {
     .await
     .expect(200);
     let r = s
-        .call_with(Method::GET, &s.url(&path), &s.token, None, &[("If-None-Match", &etag)])
+        .call_with(
+            Method::GET,
+            &s.url(&path),
+            &s.token,
+            None,
+            &[("If-None-Match", &etag)],
+        )
         .await
         .expect(200);
     assert_eq!(r.body["title"], json!("x"));
@@ -434,7 +475,9 @@ async fn concurrent_patches_pinned_to_one_etag_only_one_wins() {
                 Method::PATCH,
                 path,
                 etag,
-                Some(patch_op(json!([{"op": "replace", "path": "title", "value": format!("t{i}")}]))),
+                Some(patch_op(
+                    json!([{"op": "replace", "path": "title", "value": format!("t{i}")}]),
+                )),
             )
             .await
         }
@@ -473,7 +516,9 @@ async fn concurrent_group_patches_pinned_to_one_etag_only_one_wins() {
                 Method::PATCH,
                 path,
                 etag,
-                Some(patch_op(json!([{"op": "add", "path": "members", "value": [{"value": u}]}]))),
+                Some(patch_op(
+                    json!([{"op": "add", "path": "members", "value": [{"value": u}]}]),
+                )),
             )
             .await
         }
@@ -489,7 +534,10 @@ async fn concurrent_group_patches_pinned_to_one_etag_only_one_wins() {
         "statuses: {:?}",
         results.iter().map(|r| r.status).collect::<Vec<_>>()
     );
-    for r in results.iter().filter(|r| r.status != 200 && r.status != 204) {
+    for r in results
+        .iter()
+        .filter(|r| r.status != 200 && r.status != 204)
+    {
         expect_412(r);
     }
     let g = s.get(&path).await.expect(200);
@@ -517,14 +565,19 @@ async fn concurrent_delete_and_patch() {
                 )
                 .await
             }
-        }) as std::pin::Pin<Box<dyn std::future::Future<Output = Resp> + Send>>);
+        }) as BoxedCall<'_, Resp>);
     }
     let results = join_all(futs).await;
     for (i, r) in results.iter().enumerate() {
         if i == 5 {
             assert_eq!(r.status, 204, "{}", r.body);
         } else {
-            assert!(r.status == 200 || r.status == 404, "{} {}", r.status, r.body);
+            assert!(
+                r.status == 200 || r.status == 404,
+                "{} {}",
+                r.status,
+                r.body
+            );
         }
     }
     s.get(&path).await.expect(404);
@@ -548,8 +601,16 @@ async fn simultaneous_renames_to_one_user_name() {
     });
     let results = join_all(reqs).await;
     let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
-    assert_eq!(statuses.iter().filter(|&&c| c == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|&&c| c == 409).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 409).count(),
+        19,
+        "{statuses:?}"
+    );
     for r in results.iter().filter(|r| r.status == 409) {
         assert_eq!(r.body["scimType"], json!("uniqueness"));
     }
@@ -562,7 +623,10 @@ async fn simultaneous_renames_to_one_user_name() {
         .expect(200);
     assert_eq!(r.total(), 1);
     let r = s
-        .get(&format!("/Users?filter={}", enc(r#"userName co "taken.name""#)))
+        .get(&format!(
+            "/Users?filter={}",
+            enc(r#"userName co "taken.name""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 1, "{}", r.body);
@@ -595,16 +659,20 @@ async fn simultaneous_group_renames_to_one_display_name() {
     let results = join_all(reqs).await;
     let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|&&c| c == 200 || c == 204)
-            .count(),
+        statuses.iter().filter(|&&c| c == 200 || c == 204).count(),
         1,
         "{statuses:?}"
     );
-    assert_eq!(statuses.iter().filter(|&&c| c == 409).count(), 9, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 409).count(),
+        9,
+        "{statuses:?}"
+    );
     let r = s
-        .get(&format!("/Groups?filter={}", enc(r#"displayName co "winners""#)))
+        .get(&format!(
+            "/Groups?filter={}",
+            enc(r#"displayName co "winners""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 1, "{}", r.body);
@@ -616,8 +684,7 @@ async fn member_add_racing_user_delete_leaves_no_dangling_member() {
     let users = create_users(&s, "dangle", 30).await;
     let gid = s.create_group("Racing", &[]).await;
     let path = format!("/Groups/{gid}");
-    let mut futs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = (bool, Resp)> + Send + '_>>> =
-        Vec::new();
+    let mut futs: Vec<BoxedCall<'_, (bool, Resp)>> = Vec::new();
     for u in &users {
         let s = &s;
         let path = &path;
@@ -631,7 +698,9 @@ async fn member_add_racing_user_delete_leaves_no_dangling_member() {
                 .await,
             )
         }));
-        futs.push(Box::pin(async move { (true, s.delete(&format!("/Users/{u}")).await) }));
+        futs.push(Box::pin(async move {
+            (true, s.delete(&format!("/Users/{u}")).await)
+        }));
     }
     let results = join_all(futs).await;
     for (is_delete, r) in &results {

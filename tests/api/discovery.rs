@@ -1,5 +1,7 @@
 //! Discovery endpoints (RFC 7644 §4, RFC 7643 §5–§7).
 
+// Test helpers fail loudly, like the tests that call them.
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -11,12 +13,7 @@ const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceT
 
 /// GET without any Authorization header.
 async fn get_anonymous(s: &TestServer, path: &str) -> Resp {
-    let resp = s
-        .client
-        .get(s.url(path))
-        .send()
-        .await
-        .expect("request");
+    let resp = s.client.get(s.url(path)).send().await.expect("request");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.expect("body");
@@ -110,7 +107,9 @@ fn check_characteristics(attrs: &Value, path: &str) {
         }
         if ty == "reference" {
             assert!(
-                a["referenceTypes"].as_array().is_some_and(|r| !r.is_empty()),
+                a["referenceTypes"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()),
                 "{at}: reference without referenceTypes"
             );
         }
@@ -147,7 +146,11 @@ async fn service_provider_config() {
         .find(|a| a["type"] == json!("oauthbearertoken"))
         .unwrap_or_else(|| panic!("no oauthbearertoken scheme: {b}"));
     assert!(bearer["name"].as_str().is_some_and(|n| !n.is_empty()));
-    assert!(bearer["description"].as_str().is_some_and(|n| !n.is_empty()));
+    assert!(
+        bearer["description"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+    );
     assert_eq!(b["meta"]["resourceType"], json!("ServiceProviderConfig"));
     assert_eq!(
         b["meta"]["location"],
@@ -402,8 +405,7 @@ async fn advertised_features_are_real() {
         ))
         .await
         .expect(200);
-    let names: Vec<&str> = r
-        .body["Resources"]
+    let names: Vec<&str> = r.body["Resources"]
         .as_array()
         .expect("Resources")
         .iter()

@@ -1,5 +1,7 @@
 //! Every acknowledged write survives SIGKILL and a restart on the same data.
 
+// Test helpers fail loudly, like the tests that call them.
+
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
@@ -187,18 +189,27 @@ async fn acknowledged_writes_survive_sigkill() {
 
     // Indexes survived: lookups, uniqueness, freed names.
     let r = s
-        .get(&format!("/Users?filter={}", enc(r#"userName eq "rich.user@example.com""#)))
+        .get(&format!(
+            "/Users?filter={}",
+            enc(r#"userName eq "rich.user@example.com""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 1);
     assert_eq!(r.resources()[0]["id"], json!(rich));
     let r = s
-        .get(&format!("/Users?filter={}", enc(r#"externalId eq "EXT-rich""#)))
+        .get(&format!(
+            "/Users?filter={}",
+            enc(r#"externalId eq "EXT-rich""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 1);
     let r = s
-        .get(&format!("/Groups?filter={}", enc(r#"displayName eq "group b renamed""#)))
+        .get(&format!(
+            "/Groups?filter={}",
+            enc(r#"displayName eq "group b renamed""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 1);
@@ -209,8 +220,12 @@ async fn acknowledged_writes_survive_sigkill() {
         .await
         .expect_error(409, Some("uniqueness"));
     // Names of deleted resources are free again.
-    s.post("/Users", user("durable9@example.com")).await.expect(201);
-    s.post("/Groups", group("Doomed group", &[])).await.expect(201);
+    s.post("/Users", user("durable9@example.com"))
+        .await
+        .expect(201);
+    s.post("/Groups", group("Doomed group", &[]))
+        .await
+        .expect(201);
     // The old rename freed the old group name.
     s.post("/Groups", group("Group B", &[])).await.expect(201);
 
@@ -236,7 +251,10 @@ async fn burst_of_writes_then_immediate_kill() {
     let gid = s.create_group("Burst", &[]).await;
     let reqs = (0..40).map(|i| {
         let s = &s;
-        async move { s.post("/Users", user(&format!("burst{i:02}@example.com"))).await }
+        async move {
+            s.post("/Users", user(&format!("burst{i:02}@example.com")))
+                .await
+        }
     });
     let ids: Vec<String> = join_all(reqs)
         .await
@@ -277,7 +295,13 @@ async fn tokens_and_tenants_work_after_restart() {
     let id = s.create_user("t@example.com").await;
     let globex = format!("{}/scim/v2/{OTHER_TENANT}/Users", s.origin);
     let gid = s
-        .call_with(Method::POST, &globex, &s.other_token, Some(user("g@example.com")), &[])
+        .call_with(
+            Method::POST,
+            &globex,
+            &s.other_token,
+            Some(user("g@example.com")),
+            &[],
+        )
         .await
         .expect(201)
         .id();
@@ -294,16 +318,20 @@ async fn tokens_and_tenants_work_after_restart() {
     .await
     .expect(200);
     // Still isolated, still authenticated.
-    s.call_with(Method::GET, &format!("{globex}/{id}"), &s.other_token, None, &[])
-        .await
-        .expect(404);
+    s.call_with(
+        Method::GET,
+        &format!("{globex}/{id}"),
+        &s.other_token,
+        None,
+        &[],
+    )
+    .await
+    .expect(404);
     let r = s
         .call_with(Method::GET, &s.url("/Users"), "wrong", None, &[])
         .await;
     assert_eq!(r.status, 401);
-    let r = s
-        .call_with(Method::GET, &globex, &s.token, None, &[])
-        .await;
+    let r = s.call_with(Method::GET, &globex, &s.token, None, &[]).await;
     assert_eq!(r.status, 401);
 }
 

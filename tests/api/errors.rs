@@ -2,6 +2,8 @@
 //! content type, authentication failures, and that a failed request
 //! changes nothing.
 
+// Test helpers fail loudly, like the tests that call them.
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -63,7 +65,9 @@ fn expect_scim_error(r: &Resp, status: u16) {
 #[track_caller]
 fn expect_401(r: &Resp) {
     expect_scim_error(r, 401);
-    let www = r.header("www-authenticate").expect("WWW-Authenticate header");
+    let www = r
+        .header("www-authenticate")
+        .expect("WWW-Authenticate header");
     assert!(
         www.to_ascii_lowercase().starts_with("bearer"),
         "WWW-Authenticate: {www}"
@@ -180,7 +184,10 @@ async fn body_over_one_mib_is_413() {
     expect_scim_error(&r, 413);
     // Not created.
     let r = s
-        .get(&format!("/Users?filter={}", enc(r#"userName eq "big@example.com""#)))
+        .get(&format!(
+            "/Users?filter={}",
+            enc(r#"userName eq "big@example.com""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 0);
@@ -223,8 +230,12 @@ async fn missing_token_is_401_with_www_authenticate() {
         (Method::GET, "/Groups".to_owned()),
         (Method::POST, "/.search".to_owned()),
     ] {
-        let body = (method == Method::POST)
-            .then(|| ("application/scim+json", user("z@example.com").to_string().into_bytes()));
+        let body = (method == Method::POST).then(|| {
+            (
+                "application/scim+json",
+                user("z@example.com").to_string().into_bytes(),
+            )
+        });
         let r = raw(&s, method.clone(), &s.url(&path), None, body).await;
         assert_eq!(r.status, 401, "{method} {path}");
         expect_401(&r);
@@ -248,7 +259,14 @@ async fn wrong_token_is_401() {
         s.token.clone(),
         format!("Token {}", s.token),
     ] {
-        let r = raw(&s, Method::GET, &s.url(&format!("/Users/{id}")), Some(&auth), None).await;
+        let r = raw(
+            &s,
+            Method::GET,
+            &s.url(&format!("/Users/{id}")),
+            Some(&auth),
+            None,
+        )
+        .await;
         assert_eq!(r.status, 401, "Authorization: {auth:?}: {}", r.body);
         expect_401(&r);
     }
@@ -337,7 +355,10 @@ async fn unknown_resource_is_404_scim_error() {
         let r = s.delete(path).await;
         expect_scim_error(&r, 404);
         let r = s
-            .patch(path, patch_op(json!([{"op": "replace", "path": "displayName", "value": "x"}])))
+            .patch(
+                path,
+                patch_op(json!([{"op": "replace", "path": "displayName", "value": "x"}])),
+            )
             .await;
         expect_scim_error(&r, 404);
     }
@@ -481,7 +502,9 @@ async fn failed_patch_is_atomic() {
             {"op": "replace", "path": "id", "value": "new-id"},
         ]),
     ] {
-        let r = s.patch(&format!("/Users/{id}"), patch_op(ops.clone())).await;
+        let r = s
+            .patch(&format!("/Users/{id}"), patch_op(ops.clone()))
+            .await;
         assert!(
             r.status == 400 || r.status == 409,
             "{ops}: {} {}",
@@ -528,8 +551,10 @@ async fn error_content_type_everywhere() {
     let mut seen = Vec::new();
     let checks: Vec<Resp> = vec![
         s.get("/Users/nope").await,
-        s.get(&format!("/Users?filter={}", enc("userName eq"))).await,
-        s.call_with(Method::GET, &s.url("/Users"), "bad", None, &[]).await,
+        s.get(&format!("/Users?filter={}", enc("userName eq")))
+            .await,
+        s.call_with(Method::GET, &s.url("/Users"), "bad", None, &[])
+            .await,
         s.call(Method::PUT, "/Users", Some(json!({}))).await,
         s.post("/Bulk", json!({})).await,
         s.post("/Users", json!({"schemas": [USER_URN]})).await,
@@ -614,8 +639,14 @@ async fn method_not_allowed_lists_allowed_methods() {
     let s = TestServer::start().await;
     let r = s.call(Method::PUT, "/Users", Some(json!({}))).await;
     expect_scim_error(&r, 405);
-    let allow = r.header("allow").expect("Allow header").to_ascii_uppercase();
-    assert!(allow.contains("GET") && allow.contains("POST"), "Allow: {allow}");
+    let allow = r
+        .header("allow")
+        .expect("Allow header")
+        .to_ascii_uppercase();
+    assert!(
+        allow.contains("GET") && allow.contains("POST"),
+        "Allow: {allow}"
+    );
     assert!(!allow.contains("PUT"), "Allow: {allow}");
 }
 

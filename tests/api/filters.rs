@@ -1,6 +1,8 @@
 //! Filtering and sorting (RFC 7644 §3.4.2.2, §3.4.2.3, §3.4.3) and the
 //! query shapes real IdPs send (Entra, Okta).
 
+// Test helpers fail loudly, like the tests that call them.
+
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
@@ -159,7 +161,11 @@ fn order(f: &Fixture, r: &Resp) -> Vec<&'static str> {
 
 async fn expect_invalid_filter(s: &TestServer, path: &str, filter: &str) {
     let r = s.get(&format!("{path}?filter={}", enc(filter))).await;
-    assert_eq!(r.status, 400, "filter {filter:?} should be rejected: {}", r.body);
+    assert_eq!(
+        r.status, 400,
+        "filter {filter:?} should be rejected: {}",
+        r.body
+    );
     r.expect_error(400, Some("invalidFilter"));
 }
 
@@ -172,8 +178,11 @@ async fn eq_and_ne() {
     let f = fixture().await;
     f.expect_users(r#"userName eq "alice@example.com""#, &["alice"])
         .await;
-    f.expect_users(r#"userName ne "alice@example.com""#, &["bob", "carol", "dave"])
-        .await;
+    f.expect_users(
+        r#"userName ne "alice@example.com""#,
+        &["bob", "carol", "dave"],
+    )
+    .await;
     f.expect_users(r#"title eq "Manager""#, &["bob"]).await;
     f.expect_users(r#"userName eq "nobody@example.com""#, &[])
         .await;
@@ -215,8 +224,11 @@ async fn ordering_operators_on_strings() {
     // Compared case-insensitively: "carol@example.org" sorts between bob and dave.
     f.expect_users(r#"userName gt "bob@example.com""#, &["carol", "dave"])
         .await;
-    f.expect_users(r#"userName ge "bob@example.com""#, &["bob", "carol", "dave"])
-        .await;
+    f.expect_users(
+        r#"userName ge "bob@example.com""#,
+        &["bob", "carol", "dave"],
+    )
+    .await;
     f.expect_users(r#"userName lt "carol@example.org""#, &["alice", "bob"])
         .await;
     f.expect_users(
@@ -294,12 +306,10 @@ async fn boolean_active() {
 #[tokio::test]
 async fn and_or_not_with_parentheses() {
     let f = fixture().await;
-    f.expect_users(
-        r#"userName sw "a" or userName sw "b""#,
-        &["alice", "bob"],
-    )
-    .await;
-    f.expect_users("title pr and active eq true", &["alice"]).await;
+    f.expect_users(r#"userName sw "a" or userName sw "b""#, &["alice", "bob"])
+        .await;
+    f.expect_users("title pr and active eq true", &["alice"])
+        .await;
     f.expect_users("not (active eq true)", &["bob"]).await;
     f.expect_users(
         r#"not (userName sw "a" or userName sw "b")"#,
@@ -363,7 +373,8 @@ async fn user_name_eq_ignores_case_external_id_does_not() {
     f.expect_users(r#"userName eq "carol@example.org""#, &["carol"])
         .await;
     // externalId is caseExact=true.
-    f.expect_users(r#"externalId eq "Ext-Alice""#, &["alice"]).await;
+    f.expect_users(r#"externalId eq "Ext-Alice""#, &["alice"])
+        .await;
     f.expect_users(r#"externalId eq "ext-alice""#, &[]).await;
     f.expect_users(r#"externalId eq "EXT-BOB""#, &[]).await;
     f.expect_users(r#"externalId eq "ext-bob""#, &["bob"]).await;
@@ -374,9 +385,12 @@ async fn operators_and_attribute_names_are_case_insensitive() {
     let f = fixture().await;
     f.expect_users(r#"USERNAME EQ "alice@example.com""#, &["alice"])
         .await;
-    f.expect_users(r#"UserName Eq "bob@example.com""#, &["bob"]).await;
-    f.expect_users(r#"NAME.GIVENNAME SW "car""#, &["carol"]).await;
-    f.expect_users("TITLE PR AND ACTIVE EQ TRUE", &["alice"]).await;
+    f.expect_users(r#"UserName Eq "bob@example.com""#, &["bob"])
+        .await;
+    f.expect_users(r#"NAME.GIVENNAME SW "car""#, &["carol"])
+        .await;
+    f.expect_users("TITLE PR AND ACTIVE EQ TRUE", &["alice"])
+        .await;
     f.expect_users(
         r#"NOT (ACTIVE eq True) OR userName EW ".ORG""#,
         &["bob", "carol"],
@@ -452,10 +466,7 @@ async fn emails_value_sub_attribute() {
 async fn entra_value_path_with_sub_attribute() {
     let f = fixture().await;
     let filter = r#"emails[type eq "work"].value eq "dave@other.net""#;
-    let r = f
-        .s
-        .get(&format!("/Users?filter={}", enc(filter)))
-        .await;
+    let r = f.s.get(&format!("/Users?filter={}", enc(filter))).await;
     match r.status {
         200 => {
             let got: Vec<&str> = order(&f, &r);
@@ -463,6 +474,22 @@ async fn entra_value_path_with_sub_attribute() {
             // The work/home distinction must hold: dave@example.com is a home email.
             f.expect_users(r#"emails[type eq "work"].value eq "dave@example.com""#, &[])
                 .await;
+            // emails.value is caseExact=false; Entra combines with `and`.
+            f.expect_users(
+                r#"emails[type eq "work"].value eq "ALICE@EXAMPLE.COM""#,
+                &["alice"],
+            )
+            .await;
+            f.expect_users(
+                r#"emails[type eq "work"].value eq "bob@example.com" and active eq false"#,
+                &["bob"],
+            )
+            .await;
+            f.expect_users(
+                r#"emails[type eq "home"].value co "@example.com""#,
+                &["carol", "dave"],
+            )
+            .await;
         }
         400 => {
             eprintln!(
@@ -478,9 +505,12 @@ async fn entra_value_path_with_sub_attribute() {
 #[tokio::test]
 async fn sub_attribute_of_complex() {
     let f = fixture().await;
-    f.expect_users(r#"name.givenName sw "Ca""#, &["carol"]).await;
-    f.expect_users(r#"name.givenName sw "ca""#, &["carol"]).await;
-    f.expect_users(r#"name.familyName eq "JONES""#, &["bob"]).await;
+    f.expect_users(r#"name.givenName sw "Ca""#, &["carol"])
+        .await;
+    f.expect_users(r#"name.givenName sw "ca""#, &["carol"])
+        .await;
+    f.expect_users(r#"name.familyName eq "JONES""#, &["bob"])
+        .await;
     f.expect_users(r#"name.familyName ew "s""#, &["bob", "carol"])
         .await;
 }
@@ -504,11 +534,8 @@ async fn enterprise_extension_attributes() {
         &["bob"],
     )
     .await;
-    f.expect_users(
-        &format!(r#"{ENTERPRISE_URN}:department eq "x""#),
-        &[],
-    )
-    .await;
+    f.expect_users(&format!(r#"{ENTERPRISE_URN}:department eq "x""#), &[])
+        .await;
     f.expect_users(
         &format!(r#"{ENTERPRISE_URN}:department pr and active eq false"#),
         &["bob"],
@@ -615,7 +642,10 @@ async fn groups_by_display_name_and_member() {
 
     // displayName is caseExact=false.
     let r = s
-        .get(&format!("/Groups?filter={}", enc(r#"displayName eq "admins""#)))
+        .get(&format!(
+            "/Groups?filter={}",
+            enc(r#"displayName eq "admins""#)
+        ))
         .await
         .expect(200);
     assert_eq!(ids(&r), BTreeSet::from([admins.clone()]));
@@ -630,25 +660,36 @@ async fn groups_by_display_name_and_member() {
 
     // members.value eq "<userId>"
     let r = s
-        .get(&format!("/Groups?filter={}", enc(&format!(r#"members.value eq "{b}""#))))
+        .get(&format!(
+            "/Groups?filter={}",
+            enc(&format!(r#"members.value eq "{b}""#))
+        ))
         .await
         .expect(200);
     assert_eq!(ids(&r), BTreeSet::from([admins.clone(), staff.clone()]));
     assert_eq!(r.total(), 2);
     let r = s
-        .get(&format!("/Groups?filter={}", enc(&format!(r#"members.value eq "{a}""#))))
+        .get(&format!(
+            "/Groups?filter={}",
+            enc(&format!(r#"members.value eq "{a}""#))
+        ))
         .await
         .expect(200);
     assert_eq!(ids(&r), BTreeSet::from([admins.clone()]));
     let r = s
-        .get(&format!("/Groups?filter={}", enc(&format!(r#"members[value eq "{c}"]"#))))
+        .get(&format!(
+            "/Groups?filter={}",
+            enc(&format!(r#"members[value eq "{c}"]"#))
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 0, "{}", r.body);
     let r = s
         .get(&format!(
             "/Groups?filter={}",
-            enc(&format!(r#"displayName sw "S" and members[value eq "{b}"]"#))
+            enc(&format!(
+                r#"displayName sw "S" and members[value eq "{b}"]"#
+            ))
         ))
         .await
         .expect(200);
@@ -657,7 +698,9 @@ async fn groups_by_display_name_and_member() {
     let r = s
         .get(&format!(
             "/Groups?filter={}",
-            enc(&format!(r#"displayName eq "staff" and members.value eq "{b}""#))
+            enc(&format!(
+                r#"displayName eq "staff" and members.value eq "{b}""#
+            ))
         ))
         .await
         .expect(200);
@@ -665,7 +708,9 @@ async fn groups_by_display_name_and_member() {
     let r = s
         .get(&format!(
             "/Groups?filter={}",
-            enc(&format!(r#"displayName eq "Staff" and members.value eq "{a}""#))
+            enc(&format!(
+                r#"displayName eq "Staff" and members.value eq "{a}""#
+            ))
         ))
         .await
         .expect(200);
@@ -736,9 +781,8 @@ async fn invalid_filter_in_search_body_is_400() {
 #[tokio::test]
 async fn users_search_with_search_request_body() {
     let f = fixture().await;
-    let r = f
-        .s
-        .post(
+    let r =
+        f.s.post(
             "/Users/.search",
             json!({
                 "schemas": [SEARCH_URN],
@@ -767,9 +811,8 @@ async fn users_search_with_search_request_body() {
     assert!(res[0].get("title").is_none(), "{}", res[0]);
 
     // Without paging parameters: all three, ascending by default.
-    let r = f
-        .s
-        .post(
+    let r =
+        f.s.post(
             "/Users/.search",
             json!({
                 "schemas": [SEARCH_URN],
@@ -780,15 +823,17 @@ async fn users_search_with_search_request_body() {
         .await
         .expect(200);
     assert_eq!(order(&f, &r), vec!["alice", "bob", "carol"]);
-    assert_eq!(r.resources()[0]["emails"][0]["value"], json!("alice@example.com"));
+    assert_eq!(
+        r.resources()[0]["emails"][0]["value"],
+        json!("alice@example.com")
+    );
 }
 
 #[tokio::test]
 async fn search_body_excluded_attributes() {
     let f = fixture().await;
-    let r = f
-        .s
-        .post(
+    let r =
+        f.s.post(
             "/Users/.search",
             json!({
                 "schemas": [SEARCH_URN],
@@ -916,24 +961,21 @@ async fn sort_by_user_name_ascending_and_descending() {
     // Case-insensitive: "Carol@…" sorts between bob and dave.
     let r = f.s.get("/Users?sortBy=userName").await.expect(200);
     assert_eq!(order(&f, &r), vec!["alice", "bob", "carol", "dave"]);
-    let r = f
-        .s
-        .get("/Users?sortBy=userName&sortOrder=ascending")
-        .await
-        .expect(200);
+    let r =
+        f.s.get("/Users?sortBy=userName&sortOrder=ascending")
+            .await
+            .expect(200);
     assert_eq!(order(&f, &r), vec!["alice", "bob", "carol", "dave"]);
-    let r = f
-        .s
-        .get("/Users?sortBy=userName&sortOrder=descending")
-        .await
-        .expect(200);
+    let r =
+        f.s.get("/Users?sortBy=userName&sortOrder=descending")
+            .await
+            .expect(200);
     assert_eq!(order(&f, &r), vec!["dave", "carol", "bob", "alice"]);
     // Parameter and attribute names are case-insensitive.
-    let r = f
-        .s
-        .get("/Users?SORTBY=USERNAME&sortorder=DESCENDING")
-        .await
-        .expect(200);
+    let r =
+        f.s.get("/Users?SORTBY=USERNAME&sortorder=DESCENDING")
+            .await
+            .expect(200);
     assert_eq!(order(&f, &r), vec!["dave", "carol", "bob", "alice"]);
 }
 
@@ -942,26 +984,20 @@ async fn sort_by_sub_attribute_case_insensitively() {
     let f = fixture().await;
     // familyNames: Smith, jones, Adams, brown. Case-insensitive order is
     // Adams, brown, jones, Smith (byte order would put Smith before brown).
-    let r = f
-        .s
-        .get("/Users?sortBy=name.familyName")
-        .await
-        .expect(200);
+    let r = f.s.get("/Users?sortBy=name.familyName").await.expect(200);
     assert_eq!(order(&f, &r), vec!["carol", "dave", "bob", "alice"]);
-    let r = f
-        .s
-        .get("/Users?sortBy=name.familyName&sortOrder=descending")
-        .await
-        .expect(200);
+    let r =
+        f.s.get("/Users?sortBy=name.familyName&sortOrder=descending")
+            .await
+            .expect(200);
     assert_eq!(order(&f, &r), vec!["alice", "bob", "dave", "carol"]);
 }
 
 #[tokio::test]
 async fn sort_with_filter_and_missing_values() {
     let f = fixture().await;
-    let r = f
-        .s
-        .get(&format!(
+    let r =
+        f.s.get(&format!(
             "/Users?filter={}&sortBy=name.givenName&sortOrder=descending",
             enc("active eq true")
         ))
@@ -979,9 +1015,8 @@ async fn sort_with_filter_and_missing_values() {
 #[tokio::test]
 async fn sort_by_enterprise_attribute_and_meta() {
     let f = fixture().await;
-    let r = f
-        .s
-        .get(&format!(
+    let r =
+        f.s.get(&format!(
             "/Users?sortBy={}&filter={}",
             enc(&format!("{ENTERPRISE_URN}:department")),
             enc(&format!("{ENTERPRISE_URN}:department pr"))
@@ -1030,11 +1065,10 @@ async fn sort_missing_values_last_ascending_first_descending() {
     let r = f.s.get("/Users?sortBy=title").await.expect(200);
     let got = order(&f, &r);
     assert_eq!(&got[..2], &["alice", "bob"], "ascending: values first");
-    let r = f
-        .s
-        .get("/Users?sortBy=title&sortOrder=descending")
-        .await
-        .expect(200);
+    let r =
+        f.s.get("/Users?sortBy=title&sortOrder=descending")
+            .await
+            .expect(200);
     let got = order(&f, &r);
     assert_eq!(got.len(), 4);
     let mut missing = got[..2].to_vec();
@@ -1111,7 +1145,10 @@ async fn string_escapes_in_filter_literals() {
     // Non-ASCII values.
     let u = s.create_user("jürgen@exämple.com").await;
     let r = s
-        .get(&format!("/Users?filter={}", enc(r#"userName eq "JÜRGEN@EXÄMPLE.COM""#)))
+        .get(&format!(
+            "/Users?filter={}",
+            enc(r#"userName eq "JÜRGEN@EXÄMPLE.COM""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 1, "{}", r.body);
@@ -1145,13 +1182,11 @@ async fn value_path_corner_cases() {
     f.expect_users(r#"emails[type eq "WORK"]"#, &["alice", "bob", "dave"])
         .await;
     // Negated inside the brackets.
-    f.expect_users(
-        r#"emails[not (type eq "work")]"#,
-        &["carol", "dave"],
-    )
-    .await;
+    f.expect_users(r#"emails[not (type eq "work")]"#, &["carol", "dave"])
+        .await;
     // A valuePath on a single-valued complex attribute (RFC 7644 ABNF allows it).
-    f.expect_users(r#"name[givenName eq "Alice"]"#, &["alice"]).await;
+    f.expect_users(r#"name[givenName eq "Alice"]"#, &["alice"])
+        .await;
     f.expect_users(
         r#"name[givenName sw "c" or familyName eq "jones"]"#,
         &["bob", "carol"],
@@ -1162,10 +1197,7 @@ async fn value_path_corner_cases() {
 #[tokio::test]
 async fn users_by_group_membership() {
     let f = fixture().await;
-    let g = f
-        .s
-        .create_group("Team", &[&f.alice, &f.carol])
-        .await;
+    let g = f.s.create_group("Team", &[&f.alice, &f.carol]).await;
     f.expect_users(&format!(r#"groups.value eq "{g}""#), &["alice", "carol"])
         .await;
     f.expect_users(&format!(r#"groups[value eq "{g}"]"#), &["alice", "carol"])
@@ -1203,9 +1235,8 @@ async fn date_time_literals_with_offsets_and_meta_resource_type() {
 async fn filter_combined_with_attributes_projection() {
     let f = fixture().await;
     // Filtering on an attribute that is not returned still filters.
-    let r = f
-        .s
-        .get(&format!(
+    let r =
+        f.s.get(&format!(
             "/Users?filter={}&attributes=userName",
             enc(r#"name.familyName eq "smith""#)
         ))
@@ -1215,9 +1246,8 @@ async fn filter_combined_with_attributes_projection() {
     let u = &r.resources()[0];
     assert_eq!(u["id"], json!(f.alice));
     assert!(u.get("name").is_none(), "{u}");
-    let r = f
-        .s
-        .get(&format!(
+    let r =
+        f.s.get(&format!(
             "/Users?filter={}&excludedAttributes=emails",
             enc(r#"emails.value eq "bob@example.com""#)
         ))
@@ -1320,8 +1350,14 @@ async fn rfc_7644_filter_examples() {
             vec![&b],
         ),
         ("title pr", vec![&a]),
-        (r#"meta.lastModified gt "2011-05-13T04:42:34Z""#, vec![&a, &b]),
-        (r#"meta.lastModified ge "2011-05-13T04:42:34Z""#, vec![&a, &b]),
+        (
+            r#"meta.lastModified gt "2011-05-13T04:42:34Z""#,
+            vec![&a, &b],
+        ),
+        (
+            r#"meta.lastModified ge "2011-05-13T04:42:34Z""#,
+            vec![&a, &b],
+        ),
         (r#"meta.lastModified lt "2011-05-13T04:42:34Z""#, vec![]),
         (r#"meta.lastModified le "2011-05-13T04:42:34Z""#, vec![]),
         (r#"title pr and userType eq "Employee""#, vec![&a]),
@@ -1334,7 +1370,10 @@ async fn rfc_7644_filter_examples() {
             r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#,
             vec![&b],
         ),
-        (r#"userType eq "Employee" and (emails.type eq "work")"#, vec![&a]),
+        (
+            r#"userType eq "Employee" and (emails.type eq "work")"#,
+            vec![&a],
+        ),
         (
             r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#,
             vec![&a],
@@ -1363,7 +1402,11 @@ async fn rfc_7644_filter_examples() {
             failures.push(format!("{filter}\n    -> got {got:?}, want {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "RFC examples failing:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "RFC examples failing:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// RFC 7644 §3.4.2.2 lists `filter=schemas eq "urn:…:enterprise:2.0:User"`

@@ -1,4 +1,6 @@
 //! Integration tests over HTTP against the real binary.
+// Test code may unwrap: a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 

@@ -1,5 +1,7 @@
 //! Index pagination (RFC 7644 §3.4.2.4) and cursor pagination (RFC 9865).
 
+// Test helpers fail loudly, like the tests that call them.
+
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
@@ -46,12 +48,19 @@ fn check_index_page(r: &Resp, total: u64, start: u64, len: usize) {
 
 /// Follows `nextCursor` from `cursor=` (empty) to the end; returns the pages.
 async fn walk_cursor(s: &TestServer, path_and_query: &str, total: u64, count: usize) -> Vec<Resp> {
-    let sep = if path_and_query.contains('?') { '&' } else { '?' };
+    let sep = if path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     let mut pages = Vec::new();
     let mut cursor = String::new();
     loop {
         let r = s
-            .get(&format!("{path_and_query}{sep}count={count}&cursor={}", enc(&cursor)))
+            .get(&format!(
+                "{path_and_query}{sep}count={count}&cursor={}",
+                enc(&cursor)
+            ))
             .await
             .expect(200);
         assert_eq!(r.body["schemas"], json!([LIST_URN]), "{}", r.body);
@@ -150,7 +159,9 @@ async fn index_paging_with_filter() {
     let mut seen = Vec::new();
     for (start, len) in [(1u64, 5usize), (6, 5), (11, 3)] {
         let r = s
-            .get(&format!("/Users?filter={filter}&startIndex={start}&count=5"))
+            .get(&format!(
+                "/Users?filter={filter}&startIndex={start}&count=5"
+            ))
             .await
             .expect(200);
         check_index_page(&r, 13, start, len);
@@ -241,7 +252,10 @@ async fn count_zero_returns_only_the_total() {
         assert_eq!(r.body["itemsPerPage"], json!(0));
     }
     let r = s
-        .get(&format!("/Users?count=0&filter={}", enc(r#"title eq "odd""#)))
+        .get(&format!(
+            "/Users?count=0&filter={}",
+            enc(r#"title eq "odd""#)
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 3);
@@ -263,7 +277,10 @@ async fn start_index_below_one_is_one() {
     let s = TestServer::start().await;
     let ids = create_users(&s, 4).await;
     let first = s.get("/Users?startIndex=1&count=2").await.expect(200);
-    for q in ["/Users?startIndex=0&count=2", "/Users?startIndex=-7&count=2"] {
+    for q in [
+        "/Users?startIndex=0&count=2",
+        "/Users?startIndex=-7&count=2",
+    ] {
         let r = s.get(q).await.expect(200);
         check_index_page(&r, 4, 1, 2);
         assert_eq!(ids_of(&r), ids_of(&first));
@@ -385,7 +402,11 @@ async fn cursor_chain_exact_multiple_has_no_empty_tail() {
     assert_eq!(no_dups(&seen).len(), ids.len());
     // An empty last page would be allowed, a missing resource would not.
     assert!(pages.len() <= 3);
-    assert!(pages.last().is_some_and(|p| p.body.get("nextCursor").is_none()));
+    assert!(
+        pages
+            .last()
+            .is_some_and(|p| p.body.get("nextCursor").is_none())
+    );
 }
 
 #[tokio::test]
@@ -484,9 +505,7 @@ async fn tampered_cursor_is_invalid_cursor() {
         "eyJ0IjoiYWNtZSJ9.AAAA",
         "%%%",
     ] {
-        let r = s
-            .get(&format!("/Users?count=2&cursor={}", enc(bad)))
-            .await;
+        let r = s.get(&format!("/Users?count=2&cursor={}", enc(bad))).await;
         assert_eq!(r.status, 400, "cursor {bad:?}: {}", r.body);
         r.expect_error(400, Some("invalidCursor"));
     }
@@ -513,7 +532,10 @@ async fn cursor_bound_to_its_query() {
     for q in [
         format!("/Users?filter={f2}&count=2&cursor={}", enc(&c)),
         format!("/Users?count=2&cursor={}", enc(&c)),
-        format!("/Users?filter={f1}&sortBy=userName&count=2&cursor={}", enc(&c)),
+        format!(
+            "/Users?filter={f1}&sortBy=userName&count=2&cursor={}",
+            enc(&c)
+        ),
     ] {
         let r = s.get(&q).await;
         assert_eq!(r.status, 400, "{q}: {}", r.body);
@@ -524,9 +546,7 @@ async fn cursor_bound_to_its_query() {
         s.create_group(&format!("g{i}"), &[]).await;
     }
     let c = next_cursor_of(&s, "/Users?cursor=&count=2").await;
-    let r = s
-        .get(&format!("/Groups?count=2&cursor={}", enc(&c)))
-        .await;
+    let r = s.get(&format!("/Groups?count=2&cursor={}", enc(&c))).await;
     assert_eq!(r.status, 400, "{}", r.body);
     r.expect_error(400, Some("invalidCursor"));
 }
@@ -570,9 +590,7 @@ async fn cursor_with_count_above_max_is_invalid_count() {
     let max = spc.body["pagination"]["maxPageSize"]
         .as_u64()
         .expect("maxPageSize");
-    let r = s
-        .get(&format!("/Users?cursor=&count={}", max + 1))
-        .await;
+    let r = s.get(&format!("/Users?cursor=&count={}", max + 1)).await;
     assert_eq!(r.status, 400, "{}", r.body);
     r.expect_error(400, Some("invalidCount"));
     // Also when continuing a chain.
@@ -582,7 +600,9 @@ async fn cursor_with_count_above_max_is_invalid_count() {
         .await;
     r.expect_error(400, Some("invalidCount"));
     // Exactly max is fine.
-    s.get(&format!("/Users?cursor=&count={max}")).await.expect(200);
+    s.get(&format!("/Users?cursor=&count={max}"))
+        .await
+        .expect(200);
 }
 
 #[tokio::test]
@@ -655,7 +675,10 @@ async fn root_search_pages_over_users_and_groups() {
         )
         .await
         .expect(200);
-    let c = r.body["nextCursor"].as_str().expect("nextCursor").to_owned();
+    let c = r.body["nextCursor"]
+        .as_str()
+        .expect("nextCursor")
+        .to_owned();
     s.get(&format!("/Users?count=4&cursor={}", enc(&c)))
         .await
         .expect_error(400, Some("invalidCursor"));
@@ -670,7 +693,10 @@ async fn cursor_paging_survives_deletes_between_pages() {
     let ids = create_users(&s, 12).await;
     let first = s.get("/Users?cursor=&count=4").await.expect(200);
     let first_ids = ids_of(&first);
-    let cursor = first.body["nextCursor"].as_str().expect("nextCursor").to_owned();
+    let cursor = first.body["nextCursor"]
+        .as_str()
+        .expect("nextCursor")
+        .to_owned();
     // Delete two users from the first page and two not yet seen.
     let unseen: Vec<&String> = ids.iter().filter(|i| !first_ids.contains(i)).collect();
     let doomed = [&first_ids[0], &first_ids[1], unseen[0], unseen[1]];

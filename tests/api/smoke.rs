@@ -13,10 +13,19 @@ use crate::harness::*;
 #[tokio::test]
 async fn create_then_get_user() {
     let s = TestServer::start().await;
-    let created = s.post("/Users", user("alice@example.com")).await.expect(201);
-    assert_eq!(created.header("content-type").as_deref(), Some("application/scim+json"));
+    let created = s
+        .post("/Users", user("alice@example.com"))
+        .await
+        .expect(201);
+    assert_eq!(
+        created.header("content-type").as_deref(),
+        Some("application/scim+json")
+    );
     let id = created.id();
-    assert_eq!(created.header("location"), Some(s.url(&format!("/Users/{id}"))));
+    assert_eq!(
+        created.header("location"),
+        Some(s.url(&format!("/Users/{id}")))
+    );
     let got = s.get(&format!("/Users/{id}")).await.expect(200);
     assert_eq!(got.body["userName"], json!("alice@example.com"));
     assert_eq!(got.body["meta"]["resourceType"], json!("User"));
@@ -50,11 +59,22 @@ fn start_plain(data: &Path) -> (Child, Vec<String>) {
 }
 
 fn field<'a>(lines: &'a [String], prefix: &str) -> &'a str {
-    lines.iter().find_map(|l| l.strip_prefix(prefix)).map(str::trim).expect(prefix)
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::trim)
+        .expect(prefix)
 }
 
 async fn status(url: &str, token: &str) -> u16 {
-    reqwest::Client::new().request(Method::GET, url).bearer_auth(token).send().await.expect("send").status().as_u16()
+    reqwest::Client::new()
+        .request(Method::GET, url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
 }
 
 fn stop(mut c: Child) {
@@ -80,12 +100,18 @@ async fn first_start_prints_a_token_once_and_the_token_command_rotates_it() {
     // Only a hash is at rest: the token appears nowhere in the data files.
     for entry in std::fs::read_dir(&data).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "plaintext token stored");
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "plaintext token stored"
+        );
     }
 
     // A restart prints no token and keeps the old one valid.
     let (child, lines) = start_plain(&data);
-    assert!(!field(&lines, "Secret Token:").starts_with("scim_"), "token printed twice: {lines:?}");
+    assert!(
+        !field(&lines, "Secret Token:").starts_with("scim_"),
+        "token printed twice: {lines:?}"
+    );
     let users = format!("{}/Users", field(&lines, "Tenant URL:"));
     assert_eq!(status(&users, &token).await, 200);
     stop(child);
@@ -96,7 +122,11 @@ async fn first_start_prints_a_token_once_and_the_token_command_rotates_it() {
         .arg(&data)
         .output()
         .expect("token command");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
     let new_token = field(&lines, "Secret Token:").to_owned();
@@ -105,7 +135,11 @@ async fn first_start_prints_a_token_once_and_the_token_command_rotates_it() {
     let (child, lines) = start_plain(&data);
     let users = format!("{}/Users", field(&lines, "Tenant URL:"));
     assert_eq!(status(&users, &new_token).await, 200);
-    assert_eq!(status(&users, &token).await, 401, "the old token must stop working");
+    assert_eq!(
+        status(&users, &token).await,
+        401,
+        "the old token must stop working"
+    );
     stop(child);
 }
 

@@ -1,5 +1,7 @@
 //! Tenant isolation: `acme` and `globex` share one server and nothing else.
 
+// Test helpers fail loudly, like the tests that call them.
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -54,7 +56,9 @@ async fn acme_user_is_invisible_to_globex() {
     let gid = s.create_group("Acme Admins", &[&id]).await;
 
     g.get(&format!("/Users/{id}")).await.expect_error(404, None);
-    g.get(&format!("/Groups/{gid}")).await.expect_error(404, None);
+    g.get(&format!("/Groups/{gid}"))
+        .await
+        .expect_error(404, None);
 
     let r = g
         .get(&format!(
@@ -65,7 +69,10 @@ async fn acme_user_is_invisible_to_globex() {
         .expect(200);
     assert_eq!(r.total(), 0, "{}", r.body);
     let r = g
-        .get(&format!("/Users?filter={}", enc(&format!(r#"id eq "{id}""#))))
+        .get(&format!(
+            "/Users?filter={}",
+            enc(&format!(r#"id eq "{id}""#))
+        ))
         .await
         .expect(200);
     assert_eq!(r.total(), 0, "{}", r.body);
@@ -116,7 +123,11 @@ async fn same_names_in_both_tenants() {
     let b = g.post("/Users", body).await.expect(201).id();
     assert_ne!(a, b);
     let ga = s.create_group("Admins", &[&a]).await;
-    let gb = g.post("/Groups", group("Admins", &[&b])).await.expect(201).id();
+    let gb = g
+        .post("/Groups", group("Admins", &[&b]))
+        .await
+        .expect(201)
+        .id();
     assert_ne!(ga, gb);
 
     // Each tenant finds exactly its own.
@@ -154,7 +165,11 @@ async fn tokens_are_not_interchangeable() {
     let s = TestServer::start().await;
     let g = Globex { s: &s };
     let a = s.create_user("a@example.com").await;
-    let b = g.post("/Users", user("b@example.com")).await.expect(201).id();
+    let b = g
+        .post("/Users", user("b@example.com"))
+        .await
+        .expect(201)
+        .id();
 
     // acme's token on globex URLs.
     for (method, path) in [
@@ -234,10 +249,16 @@ async fn writes_across_tenants_are_404_and_change_nothing() {
         .await;
     r.expect_error(404, None);
     let r = g
-        .call(Method::PUT, &format!("/Groups/{gid}"), Some(group("Hacked", &[])))
+        .call(
+            Method::PUT,
+            &format!("/Groups/{gid}"),
+            Some(group("Hacked", &[])),
+        )
         .await;
     r.expect_error(404, None);
-    let r = g.call(Method::DELETE, &format!("/Groups/{gid}"), None).await;
+    let r = g
+        .call(Method::DELETE, &format!("/Groups/{gid}"), None)
+        .await;
     r.expect_error(404, None);
 
     let user_after = s.get(&format!("/Users/{id}")).await.expect(200);
@@ -262,7 +283,11 @@ async fn a_group_cannot_reference_another_tenants_user() {
     assert_eq!(r.body["schemas"], json!([ERROR_URN]));
     assert_eq!(g.get("/Groups").await.expect(200).total(), 0);
     // By PATCH.
-    let gid = g.post("/Groups", group("Plain", &[])).await.expect(201).id();
+    let gid = g
+        .post("/Groups", group("Plain", &[]))
+        .await
+        .expect(201)
+        .id();
     let r = g
         .call(
             Method::PATCH,
@@ -275,9 +300,7 @@ async fn a_group_cannot_reference_another_tenants_user() {
     assert_eq!(r.status, 400, "{}", r.body);
     let got = g.get(&format!("/Groups/{gid}")).await.expect(200);
     assert!(
-        got.body["members"]
-            .as_array()
-            .is_none_or(|m| m.is_empty()),
+        got.body["members"].as_array().is_none_or(|m| m.is_empty()),
         "{}",
         got.body
     );
@@ -312,12 +335,7 @@ async fn unknown_tenant_is_401_like_a_bad_token() {
             );
         }
         // And no token at all is the same answer.
-        let r = s
-            .client
-            .get(&url)
-            .send()
-            .await
-            .expect("request");
+        let r = s.client.get(&url).send().await.expect("request");
         assert_eq!(r.status().as_u16(), 401, "tenant {tenant} without a token");
     }
     // Writes to an unknown tenant too.

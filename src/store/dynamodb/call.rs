@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::error::TransactionCanceledException;
 use rand::Rng;
 
 use super::super::StoreError;
@@ -66,17 +66,16 @@ pub(super) fn transient_code<E: ProvideErrorMetadata>(e: &E) -> bool {
 
 /// A cancelled transaction is worth retrying when nothing but contention or
 /// throttling cancelled it; a failed condition is an answer, not a fault.
-pub(super) fn transient_tx(e: &TransactWriteItemsError) -> bool {
-    if let TransactWriteItemsError::TransactionCanceledException(c) = e {
-        let codes = || {
-            c.cancellation_reasons()
-                .iter()
-                .filter_map(|r| r.code())
-                .filter(|code| *code != "None")
-        };
-        return codes().next().is_some() && codes().all(|code| TRANSIENT_REASONS.contains(&code));
-    }
-    transient_code(e)
+/// Nothing was written, so the retry is a new request with a new token
+/// (a token may stand for the cancelled outcome for ten minutes).
+pub(super) fn transient_cancel(c: &TransactionCanceledException) -> bool {
+    let codes = || {
+        c.cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code())
+            .filter(|code| *code != "None")
+    };
+    codes().next().is_some() && codes().all(|code| TRANSIENT_REASONS.contains(&code))
 }
 
 /// What a call that did not succeed left to its caller.
@@ -89,14 +88,15 @@ pub(super) enum CallError<E> {
     Service(E),
 }
 
-impl<E: ProvideErrorMetadata + std::fmt::Display> CallError<E> {
+impl<E: ProvideErrorMetadata> CallError<E> {
     /// For callers that expect no modelled error: any is a backend failure.
     pub(super) fn into_store(self) -> StoreError {
         match self {
             CallError::Store(e) => e,
             CallError::Service(e) => StoreError::Backend(format!(
-                "DynamoDB {}: {e}",
-                e.code().unwrap_or("error")
+                "DynamoDB {}: {}",
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("no message")
             )),
         }
     }
@@ -141,9 +141,9 @@ where
             SdkError::ServiceError(se) => {
                 transient(se.err()) || se.raw().status().is_server_error()
             }
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                true
-            }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
             _ => false,
         };
         if !retry {
@@ -169,9 +169,10 @@ where
     }
 }
 
-/// Sleeps before re-sending what DynamoDB left unprocessed (batch calls
-/// report throttling this way); `Unavailable` once the budget is spent.
-pub(super) async fn pause_for_unprocessed(
+/// Sleeps before trying again what DynamoDB did not do (batch calls report
+/// throttling as unprocessed items, transactions as cancellations), or
+/// gives up with `Unavailable` once the budget is spent.
+pub(super) async fn pause(
     what: &str,
     start: Instant,
     budget: Duration,
@@ -180,7 +181,7 @@ pub(super) async fn pause_for_unprocessed(
     let delay = backoff(attempt);
     if start.elapsed() + delay > budget {
         return Err(StoreError::Unavailable(format!(
-            "DynamoDB {what} left items unprocessed for {attempt} attempts"
+            "DynamoDB {what} still contended or throttled after {attempt} attempts"
         )));
     }
     tokio::time::sleep(delay).await;
@@ -191,23 +192,28 @@ pub(super) async fn pause_for_unprocessed(
 mod tests {
     use super::*;
     use aws_sdk_dynamodb::types::CancellationReason;
-    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
 
-    fn cancelled(codes: &[&str]) -> TransactWriteItemsError {
+    fn cancelled(codes: &[&str]) -> TransactionCanceledException {
         let mut b = TransactionCanceledException::builder();
         for code in codes {
             b = b.cancellation_reasons(CancellationReason::builder().code(*code).build());
         }
-        TransactWriteItemsError::TransactionCanceledException(b.build())
+        b.build()
     }
 
     #[test]
     fn only_contention_and_throttling_cancellations_are_retried() {
-        assert!(transient_tx(&cancelled(&["None", "TransactionConflict"])));
-        assert!(transient_tx(&cancelled(&["ThrottlingError", "None"])));
-        assert!(!transient_tx(&cancelled(&["ConditionalCheckFailed", "TransactionConflict"])));
-        assert!(!transient_tx(&cancelled(&["None", "ValidationError"])));
-        assert!(!transient_tx(&cancelled(&["None"])));
+        assert!(transient_cancel(&cancelled(&[
+            "None",
+            "TransactionConflict"
+        ])));
+        assert!(transient_cancel(&cancelled(&["ThrottlingError", "None"])));
+        assert!(!transient_cancel(&cancelled(&[
+            "ConditionalCheckFailed",
+            "TransactionConflict"
+        ])));
+        assert!(!transient_cancel(&cancelled(&["None", "ValidationError"])));
+        assert!(!transient_cancel(&cancelled(&["None"])));
     }
 
     #[test]

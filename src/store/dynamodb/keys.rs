@@ -43,8 +43,25 @@ pub(super) const MAX_ID_BYTES: usize = 512;
 /// marker's key, to stay within the sort key limit.
 const MAX_MARKER_VALUE_BYTES: usize = 512;
 
+/// DynamoDB's limit on a sort key.
+const MAX_SK_BYTES: usize = 1024;
+
 pub(super) fn id_ok(id: &str) -> bool {
     id.len() <= MAX_ID_BYTES
+}
+
+/// A sort key to start a Query after: `sk` itself or, if it is too long to
+/// be a key, its longest prefix that is not. Whatever sorts between the two
+/// starts with that prefix, so is longer than any id: nothing is skipped.
+pub(super) fn start_after(mut sk: String) -> String {
+    if sk.len() > MAX_SK_BYTES {
+        let mut end = MAX_SK_BYTES;
+        while !sk.is_char_boundary(end) {
+            end -= 1;
+        }
+        sk.truncate(end);
+    }
+    sk
 }
 
 /// The partition of a tenant's resources, unique markers, counters and
@@ -250,7 +267,13 @@ mod tests {
                 assert!(k.starts_with("T#a#") || k == "T#a", "{k}");
             }
         }
-        assert_eq!(bookmark_offset(&bookmark_sk(Kind::User, 200), Kind::User), Some(200));
+        assert_eq!(
+            bookmark_offset(&bookmark_sk(Kind::User, 200), Kind::User),
+            Some(200)
+        );
         assert!(counter_sk(Kind::Group, "g").starts_with("C#Group#"));
+        assert_eq!(start_after("R#User#u1".into()), "R#User#u1");
+        let long = start_after(format!("R#User#{}", "é".repeat(2000)));
+        assert!(long.len() <= MAX_SK_BYTES && long.len() > MAX_SK_BYTES - 2);
     }
 }

@@ -45,7 +45,7 @@ use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use self::call::{CallCounter, CallError, transient_code, transient_tx, with_retries};
+use self::call::{CallCounter, CallError, transient_cancel, transient_code, with_retries};
 use self::keys::*;
 use self::tx::{Drops, Expr, MAX_ACTIONS, Tag, Tx, interpret, merge};
 use super::{
@@ -209,7 +209,11 @@ fn split(ops: &[MemberOp], group: &str, first_room: usize, room: usize) -> Vec<R
 }
 
 /// The ops of `range` still to write, with their indices (for tags).
-fn chunk<'o>(ops: &'o [MemberOp], range: &Range<usize>, drops: &Drops) -> Vec<(usize, &'o MemberOp)> {
+fn chunk<'o>(
+    ops: &'o [MemberOp],
+    range: &Range<usize>,
+    drops: &Drops,
+) -> Vec<(usize, &'o MemberOp)> {
     range
         .clone()
         .filter(|i| !drops.ops.contains(i))
@@ -376,14 +380,16 @@ impl DynamoStore {
                 vec![(":lo", lo), (":hi", hi)],
             ),
         };
-        let mut values: std::collections::HashMap<String, _> =
-            expr.into_iter().map(|(k, v)| (k.to_owned(), s(v))).collect();
+        let mut values: std::collections::HashMap<String, _> = expr
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), s(v)))
+            .collect();
         values.insert(":pk".into(), s(pk.as_str()));
         let names = std::collections::HashMap::from([
             ("#pk".to_owned(), PK.to_owned()),
             ("#sk".to_owned(), SK.to_owned()),
         ]);
-        let mut start = after.map(|sk| key(pk.clone(), sk));
+        let mut start = after.map(|sk| key(pk.clone(), start_after(sk)));
         let mut out = Vec::new();
         loop {
             let want = match limit {
@@ -423,7 +429,7 @@ impl DynamoStore {
         let mut attempt = 0;
         while !pending.is_empty() {
             if attempt > 0 {
-                call::pause_for_unprocessed("BatchGetItem", start, self.budget, attempt).await?;
+                call::pause("BatchGetItem", start, self.budget, attempt).await?;
             }
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending.clone()))
@@ -479,8 +485,7 @@ impl DynamoStore {
         let mut attempt = 0;
         while !pending.is_empty() {
             if attempt > 0 {
-                call::pause_for_unprocessed("BatchWriteItem", start, self.budget, attempt)
-                    .await?;
+                call::pause("BatchWriteItem", start, self.budget, attempt).await?;
             }
             let resp = with_retries("BatchWriteItem", self.budget, transient_code, || {
                 self.client
@@ -501,22 +506,25 @@ impl DynamoStore {
 
     /// Runs the transaction `build` makes, dropping the actions a
     /// cancellation shows to be no-ops and trying again, until it commits or
-    /// a cancellation is an answer (see [`interpret`]). Each attempt has its
-    /// own client request token, so retrying a timed-out attempt cannot
-    /// apply it twice.
+    /// a cancellation is an answer (see [`interpret`]).
+    ///
+    /// A request keeps its client request token across retries of faults
+    /// with an unknown outcome (timeouts, 5xx), so it cannot apply twice; a
+    /// cancelled request wrote nothing and is re-sent with a new one.
     async fn transact<F>(&self, what: &str, strict: bool, mut build: F) -> Result<(), StoreError>
     where
         F: FnMut(&Drops) -> Result<Tx, StoreError>,
     {
+        let start = Instant::now();
         let mut drops = Drops::default();
-        // Every round drops at least one action, so this bound is never hit.
-        for _ in 0..=MAX_ACTIONS {
+        let (mut rounds, mut contended) = (0, 0);
+        loop {
             let tx = build(&drops)?;
             if tx.items.is_empty() {
                 return Ok(());
             }
             let token = uuid::Uuid::new_v4().to_string();
-            let result = with_retries(what, self.budget, transient_tx, || {
+            let result = with_retries(what, self.budget, transient_code, || {
                 self.client
                     .transact_write_items()
                     .set_transact_items(Some(tx.items.clone()))
@@ -524,18 +532,28 @@ impl DynamoStore {
                     .send()
             })
             .await;
-            match result {
+            let cancelled = match result {
                 Ok(_) => return Ok(()),
                 Err(CallError::Service(TransactWriteItemsError::TransactionCanceledException(
                     c,
-                ))) => merge(
-                    &mut drops,
-                    interpret(&tx.tags, c.cancellation_reasons(), strict)?,
-                )?,
+                ))) => c,
                 Err(e) => return Err(e.into_store()),
+            };
+            if transient_cancel(&cancelled) {
+                call::pause(what, start, self.budget, contended).await?;
+                contended += 1;
+                continue;
+            }
+            merge(
+                &mut drops,
+                interpret(&tx.tags, cancelled.cancellation_reasons(), strict)?,
+            )?;
+            // Every round drops at least one action, so this never trips.
+            rounds += 1;
+            if rounds > MAX_ACTIONS {
+                return Err(StoreError::Backend(format!("{what}: too many rounds")));
             }
         }
-        Err(StoreError::Backend(format!("{what}: too many rounds")))
     }
 
     /// Member changes beyond the first transaction, one transaction per
@@ -583,7 +601,13 @@ impl DynamoStore {
     /// Every member id of a group, for a `clear`.
     async fn all_member_ids(&self, t: &TenantId, group: &str) -> Result<Vec<String>, StoreError> {
         let items = self
-            .query(group_pk(t, group), SkRange::Prefix("M#".into()), None, true, None)
+            .query(
+                group_pk(t, group),
+                SkRange::Prefix("M#".into()),
+                None,
+                true,
+                None,
+            )
             .await?;
         items
             .iter()
@@ -758,7 +782,10 @@ impl DynamoStore {
         }
         let at = bookmark_offset(get_s(item, SK)?, kind)
             .ok_or_else(|| StoreError::Backend("undecodable bookmark".into()))?;
-        Ok(Some((get_s(item, AFTER)?.to_owned(), offset.saturating_sub(at))))
+        Ok(Some((
+            get_s(item, AFTER)?.to_owned(),
+            offset.saturating_sub(at),
+        )))
     }
 
     async fn put_bookmark(
@@ -829,10 +856,11 @@ impl Store for DynamoStore {
                     .collect()
             })
             .collect();
-        let found: Vec<Vec<Item>> = futures::stream::iter(batches.into_iter().map(|keys| self.batch_get(keys)))
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
+        let found: Vec<Vec<Item>> =
+            futures::stream::iter(batches.into_iter().map(|keys| self.batch_get(keys)))
+                .buffer_unordered(CONCURRENCY)
+                .try_collect()
+                .await?;
         found.iter().flatten().map(decode_resource).collect()
     }
 
@@ -843,7 +871,10 @@ impl Store for DynamoStore {
         key_: &UniqueKey,
     ) -> Result<Option<StoredResource>, StoreError> {
         let marker = self
-            .get_item(key(tenant_pk(tenant), marker_sk(kind, key_.attr, &key_.value)))
+            .get_item(key(
+                tenant_pk(tenant),
+                marker_sk(kind, key_.attr, &key_.value),
+            ))
             .await?;
         match marker {
             Some(m) => self.get(tenant, kind, get_s(&m, ID)?).await,
@@ -863,7 +894,9 @@ impl Store for DynamoStore {
             return Err(not_a_group());
         }
         if !id_ok(id) {
-            return Err(StoreError::Backend(format!("id longer than {MAX_ID_BYTES} bytes")));
+            return Err(StoreError::Backend(format!(
+                "id longer than {MAX_ID_BYTES} bytes"
+            )));
         }
         let keys = dedupe_keys(keys);
         let delta = MemberDelta {
@@ -874,7 +907,9 @@ impl Store for DynamoStore {
         let ops = self.plan(tenant, id, &delta).await?;
         let fixed = 3 + keys.len();
         let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
-        let (first, rest) = ranges.split_first().map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
+        let (first, rest) = ranges
+            .split_first()
+            .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
         let pk = tenant_pk(tenant);
         let taken = || StoreError::Conflict {
             attr: "id",
@@ -953,7 +988,9 @@ impl Store for DynamoStore {
         let releases: Vec<&UniqueKey> = old.iter().filter(|k| !new.contains(k)).collect();
         let fixed = 1 + claims.len() + releases.len();
         let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
-        let (first, rest) = ranges.split_first().map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
+        let (first, rest) = ranges
+            .split_first()
+            .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
         let doc = serde_json::to_string(r)
             .map_err(|e| StoreError::Backend(format!("encoding resource: {e}")))?;
         let keys_json = encode_keys(&new)?;
@@ -1033,11 +1070,13 @@ impl Store for DynamoStore {
         }
         let ops = self.plan(tenant, group_id, delta).await?;
         let ranges = split(&ops, group_id, MAX_ACTIONS - 1, MAX_ACTIONS - 1);
-        let (first, rest) = ranges.split_first().map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
+        let (first, rest) = ranges
+            .split_first()
+            .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
         let group_key = key(tenant_pk(tenant), resource_sk(Kind::Group, group_id));
         self.transact("TransactWriteItems (members)", true, |drops| {
             let part = chunk(&ops, &first, drops);
-            let mut expr = pk_expr()
+            let expr = Expr::new()
                 .name("#lm", LM)
                 .name("#ver", VER)
                 .name("#mc", MC)
@@ -1046,12 +1085,10 @@ impl Store for DynamoStore {
                 .value(":d", n(net(&part)));
             // Without an expected version the change commutes with any
             // other, so it is not conditioned on the version at all.
-            let cond = match expected_version {
-                Some(v) => {
-                    expr = expr.value(":v", n(v));
-                    "#ver = :v"
-                }
-                None => "attribute_exists(#pk)",
+            // (DynamoDB rejects unused aliases, hence one branch each.)
+            let (cond, expr) = match expected_version {
+                Some(v) => ("#ver = :v", expr.value(":v", n(v))),
+                None => ("attribute_exists(#pk)", expr.name("#pk", PK)),
             };
             let mut tx = Tx::new(Arc::clone(&self.table));
             tx.update(

@@ -6,11 +6,12 @@
 //! when the binary exits. Each test gets a fresh table created from
 //! `template.yaml`.
 
-use std::io::Read;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
@@ -20,7 +21,7 @@ use serde_json::{Map, json};
 use super::*;
 
 fn endpoint() -> &'static str {
-    static EMULATOR: OnceLock<(String, Option<ChildStdin>)> = OnceLock::new();
+    static EMULATOR: OnceLock<(String, Option<Child>)> = OnceLock::new();
     &EMULATOR
         .get_or_init(|| {
             if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
@@ -33,12 +34,17 @@ fn endpoint() -> &'static str {
                 .expect("a free port")
                 .port();
             // The shell kills moto when its stdin closes, i.e. when this
-            // process exits, however it exits.
+            // process exits, however it exits, and exits itself if moto
+            // does. The child is kept (never waited for) so that its stdin
+            // stays open until then.
             let script = format!(
-                "(if command -v moto_server >/dev/null 2>&1; \
-                 then exec moto_server -H 127.0.0.1 -p {port}; \
-                 else exec python3 -m moto.server -H 127.0.0.1 -p {port}; fi) \
-                 >/dev/null 2>&1 & m=$!; read _; kill $m"
+                "exec 3<&0
+                 (if command -v moto_server >/dev/null 2>&1
+                  then exec moto_server -H 127.0.0.1 -p {port}
+                  else exec python3 -m moto.server -H 127.0.0.1 -p {port}; fi) >/dev/null 2>&1 &
+                 m=$!
+                 (read _ <&3; kill -KILL $m) &
+                 wait $m"
             );
             let mut child = Command::new("sh")
                 .arg("-c")
@@ -48,20 +54,20 @@ fn endpoint() -> &'static str {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("starting moto_server (python3 -m pip install 'moto[server]')");
-            let stdin = child.stdin.take();
             for _ in 0..300 {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return (format!("http://127.0.0.1:{port}"), stdin);
+                    return (format!("http://127.0.0.1:{port}"), Some(child));
                 }
                 if let Ok(Some(status)) = child.try_wait() {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        e.read_to_string(&mut err).ok();
-                    }
-                    panic!("moto_server exited ({status}): {err}");
+                    panic!(
+                        "moto_server exited ({status}); is it installed? \
+                         python3 -m pip install 'moto[server]'"
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
+            child.kill().ok();
+            child.wait().ok();
             panic!("moto_server did not start on port {port}");
         })
         .0
@@ -189,7 +195,8 @@ async fn seed_members(s: &DynamoStore, t: &TenantId, group: &str, prefix: &str, 
             tenant_pk(t),
             resource_sk(Kind::Group, group),
         )))
-        .update_expression("ADD mc :n")
+        .update_expression("ADD #mc :n")
+        .expression_attribute_names("#mc", MC)
         .expression_attribute_values(":n", n_attr(n))
         .send()
         .await
@@ -235,18 +242,31 @@ async fn create_then_read_back() {
     // Ids too long to be keys are simply absent.
     let long = "x".repeat(5000);
     assert_eq!(s.get(&t, Kind::User, &long).await.unwrap(), None);
-    assert!(s.get_many(&t, &[long.clone()]).await.unwrap().is_empty());
+    assert!(
+        s.get_many(&t, std::slice::from_ref(&long))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Long unique values are hashed into the marker key, and still unique.
     let v = "v".repeat(3000);
     let u2 = user("u2");
-    s.create(&t, &u2, &[key("userName", &v)], &[]).await.unwrap();
+    s.create(&t, &u2, &[key("userName", &v)], &[])
+        .await
+        .unwrap();
     let found = s.find_by_key(&t, Kind::User, &key("userName", &v)).await;
     assert_eq!(found.unwrap().map(|r| r.id), Some("u2".into()));
     let err = s
         .create(&t, &user("u3"), &[key("userName", &v)], &[])
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { attr: "userName", .. }));
+    assert!(matches!(
+        err,
+        StoreError::Conflict {
+            attr: "userName",
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
@@ -335,7 +355,10 @@ async fn rename_moves_the_key() {
     );
     let still = s.find_by_key(&t, Kind::User, &key("userName", "u1")).await;
     assert_eq!(still.unwrap().map(|r| r.id), Some("u1".into()));
-    assert_eq!(s.get(&t, Kind::User, "u1").await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        s.get(&t, Kind::User, "u1").await.unwrap().unwrap().version,
+        1
+    );
 
     // Keeping one's own key is fine.
     let same = update(&u, user("u1"), MemberDelta::default());
@@ -361,10 +384,16 @@ async fn rename_moves_the_key() {
 
     // A stale idea of the old keys never frees another resource's key.
     let u3 = s.get(&t, Kind::User, "u3").await.unwrap().unwrap();
-    let mut confused = update(&u3, resource(Kind::User, "u3", "carol"), MemberDelta::default());
+    let mut confused = update(
+        &u3,
+        resource(Kind::User, "u3", "carol"),
+        MemberDelta::default(),
+    );
     confused.old_keys.push(key("userName", "alice"));
     s.update(&t, &confused).await.unwrap();
-    let alice = s.find_by_key(&t, Kind::User, &key("userName", "alice")).await;
+    let alice = s
+        .find_by_key(&t, Kind::User, &key("userName", "alice"))
+        .await;
     assert_eq!(alice.unwrap().map(|r| r.id), Some("u1".into()));
 
     // Delete releases the key the store recorded.
@@ -444,17 +473,25 @@ async fn member_only_changes_bump_the_version_and_honour_if_match() {
     for id in ["u1", "u2"] {
         add_user(&s, &t, id).await;
     }
-    s.create(&t, &group("g"), &[], &[member("u1")]).await.unwrap();
+    s.create(&t, &group("g"), &[], &[member("u1")])
+        .await
+        .unwrap();
 
     let now = "2025-05-05T05:05:05Z";
-    let g = s.update_members(&t, "g", &add(&["u2"]), None, now).await.unwrap();
+    let g = s
+        .update_members(&t, "g", &add(&["u2"]), None, now)
+        .await
+        .unwrap();
     assert_eq!((g.version, g.member_count), (2, 2));
     assert_eq!(g.last_modified, now);
     assert_eq!(g.attrs["name"], "g");
     assert_eq!(s.get(&t, Kind::Group, "g").await.unwrap(), Some(g.clone()));
 
     // A no-op still makes a new version, like the embedded store.
-    let g = s.update_members(&t, "g", &add(&["u2"]), Some(2), now).await.unwrap();
+    let g = s
+        .update_members(&t, "g", &add(&["u2"]), Some(2), now)
+        .await
+        .unwrap();
     assert_eq!((g.version, g.member_count), (3, 2));
 
     let err = s
@@ -637,7 +674,9 @@ async fn deleting_a_group_clears_both_directions() {
         }],
         ..MemberDelta::default()
     };
-    s.update(&t, &update(&g2, g2.clone(), nested)).await.unwrap();
+    s.update(&t, &update(&g2, g2.clone(), nested))
+        .await
+        .unwrap();
 
     s.delete(&t, Kind::Group, "g1", None).await.unwrap();
     assert_eq!(s.groups_of(&t, "u1").await.unwrap(), ["g2"]);
@@ -701,7 +740,9 @@ async fn tenants_are_isolated() {
         );
     }
     let sneaky = resource(Kind::User, "a#R#User#u9", "u9");
-    s.create(&b, &sneaky, &[name_key(&sneaky)], &[]).await.unwrap();
+    s.create(&b, &sneaky, &[name_key(&sneaky)], &[])
+        .await
+        .unwrap();
     assert_eq!(s.get(&a, Kind::User, "u9").await.unwrap(), None);
     assert_eq!(s.count(&a, Kind::User).await.unwrap(), 2);
 
@@ -742,6 +783,16 @@ async fn list_pages_in_id_order() {
             .is_empty()
     );
     assert!(s.list(&t, Kind::User, None, 0).await.unwrap().is_empty());
+    // Even one too long to be a key.
+    let long = format!("c{}", "z".repeat(3000));
+    let page = s.list(&t, Kind::User, Some(&long), 10).await.unwrap();
+    assert_eq!(ids(&page), ["d", "e"]);
+    assert!(
+        s.members(&t, "g", Some(&long), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let page = s.list_at(&t, Kind::User, 0, 2).await.unwrap();
     assert_eq!(ids(&page), ["a", "b"]);
@@ -818,8 +869,14 @@ async fn concurrent_writers_do_not_lose_updates() {
         tasks.push(tokio::spawn(async move {
             let u = user(&format!("u{i:02}"));
             s.create(&t, &u, &[name_key(&u)], &[]).await?;
-            s.update_members(&t, "g", &add(&[&u.id]), None, "2025-01-01T00:00:00Z")
-                .await
+            s.update_members(
+                &t,
+                "g",
+                &add(&[u.id.as_str()]),
+                None,
+                "2025-01-01T00:00:00Z",
+            )
+            .await
         }));
     }
     for task in futures::future::join_all(tasks).await {
@@ -845,22 +902,27 @@ async fn one_member_costs_the_same_in_a_small_and_a_large_group() {
         let now = "2025-01-01T00:00:00Z";
 
         // PATCH add: one transaction, then the group read back.
-        let (g_new, add_calls) =
-            cost(&s, s.update_members(&t, g, &add(&[&newcomer]), None, now)).await;
+        let (g_new, add_calls) = cost(
+            &s,
+            s.update_members(&t, g, &add(&[newcomer.as_str()]), None, now),
+        )
+        .await;
         assert_eq!(g_new.unwrap().member_count, size as u64 + 1);
         // PATCH remove.
         let remove = MemberDelta {
             remove: vec![newcomer.clone()],
             ..MemberDelta::default()
         };
-        let (g_new, remove_calls) =
-            cost(&s, s.update_members(&t, g, &remove, None, now)).await;
+        let (g_new, remove_calls) = cost(&s, s.update_members(&t, g, &remove, None, now)).await;
         let g_new = g_new.unwrap();
         assert_eq!(g_new.member_count, size as u64);
         // An attribute change with one member: one transaction.
         let (r, update_calls) = cost(
             &s,
-            s.update(&t, &update(&g_new, g_new.clone(), add(&[&newcomer]))),
+            s.update(
+                &t,
+                &update(&g_new, g_new.clone(), add(&[newcomer.as_str()])),
+            ),
         )
         .await;
         r.unwrap();
@@ -869,7 +931,13 @@ async fn one_member_costs_the_same_in_a_small_and_a_large_group() {
         r.unwrap();
         let (r, member_calls) = cost(&s, s.is_member(&t, g, "small-00003")).await;
         assert_eq!(r.unwrap(), g == "small");
-        costs.push((add_calls, remove_calls, update_calls, delete_calls, member_calls));
+        costs.push((
+            add_calls,
+            remove_calls,
+            update_calls,
+            delete_calls,
+            member_calls,
+        ));
         let g_now = s.get(&t, Kind::Group, g).await.unwrap().unwrap();
         assert_eq!(g_now.member_count, size as u64);
     }
@@ -898,8 +966,15 @@ async fn each_lookup_is_one_call() {
     let many: Vec<String> = (0..120).map(|i| format!("x{i}")).collect();
     assert_eq!(cost(&s, s.get_many(&t, &many)).await.1, 3);
     let u2 = user("u2");
-    assert_eq!(cost(&s, s.create(&t, &u2, &[name_key(&u2)], &[])).await.1, 1);
-    let r = update(&u, resource(Kind::User, "u1", "renamed"), MemberDelta::default());
+    assert_eq!(
+        cost(&s, s.create(&t, &u2, &[name_key(&u2)], &[])).await.1,
+        1
+    );
+    let r = update(
+        &u,
+        resource(Kind::User, "u1", "renamed"),
+        MemberDelta::default(),
+    );
     assert_eq!(cost(&s, s.update(&t, &r)).await.1, 1);
 }
 
@@ -941,7 +1016,9 @@ async fn big_membership_changes_are_chunked_and_counted() {
     let mut groups = Vec::new();
     for i in 0..40 {
         let id = format!("h{i:02}");
-        s.create(&t, &group(&id), &[], &[member("u120")]).await.unwrap();
+        s.create(&t, &group(&id), &[], &[member("u120")])
+            .await
+            .unwrap();
         groups.push(id);
     }
     s.delete(&t, Kind::User, "u120", None).await.unwrap();
@@ -965,13 +1042,18 @@ async fn a_retried_delete_finishes_an_interrupted_cleanup() {
     let s = open().await;
     let t = tenant("t1");
     add_user(&s, &t, "u1").await;
-    s.create(&t, &group("g"), &[], &[member("u1")]).await.unwrap();
+    s.create(&t, &group("g"), &[], &[member("u1")])
+        .await
+        .unwrap();
     // As if a delete of u1 stopped right after its first transaction
     // removed the resource but not its membership.
     s.client
         .delete_item()
         .table_name(s.table())
-        .set_key(Some(keys::key(tenant_pk(&t), resource_sk(Kind::User, "u1"))))
+        .set_key(Some(keys::key(
+            tenant_pk(&t),
+            resource_sk(Kind::User, "u1"),
+        )))
         .send()
         .await
         .unwrap();
@@ -985,24 +1067,135 @@ async fn a_retried_delete_finishes_an_interrupted_cleanup() {
     assert!(member_ids(&s, &t, "g").await.is_empty());
 }
 
-#[tokio::test]
-async fn throttling_beyond_the_budget_is_unavailable() {
-    // A port nobody listens on: every attempt is a dispatch failure.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+/// A stand-in for DynamoDB on a loopback port that answers each request
+/// with the next of `replies` (status, JSON body), repeating the last one.
+fn fake_dynamodb(replies: &[(u16, &'static str)]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let replies = Arc::new(Mutex::new(replies.iter().copied().collect::<VecDeque<_>>()));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let replies = Arc::clone(&replies);
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + len);
+                    let (status, body) = {
+                        let mut q = replies.lock().unwrap();
+                        if q.len() > 1 {
+                            q.pop_front()
+                        } else {
+                            q.front().copied()
+                        }
+                        .unwrap()
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status} Reply\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn store_at(endpoint: String, budget: Duration) -> DynamoStore {
     let conf = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .load()
         .await;
-    let mut s = DynamoStore::from_conf(&conf, "nowhere");
-    s.budget = Duration::from_millis(300);
-    let started = std::time::Instant::now();
-    let err = s.get(&tenant("t"), Kind::User, "u").await.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(s.calls() > 1, "retried: {} calls", s.calls());
+    let mut s = DynamoStore::from_conf(&conf, "fake");
+    s.budget = budget;
+    s
+}
+
+const THROTTLED: (u16, &str) = (
+    400,
+    r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}"#,
+);
+const INTERNAL: (u16, &str) = (
+    500,
+    r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"oops"}"#,
+);
+const CONFLICT: (u16, &str) = (
+    400,
+    r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"None"},{"Code":"TransactionConflict"},{"Code":"None"}]}"#,
+);
+const OK: (u16, &str) = (200, "{}");
+
+#[tokio::test]
+async fn transient_faults_are_retried_within_the_budget() {
+    let t = tenant("t");
+    let s = store_at(
+        fake_dynamodb(&[THROTTLED, INTERNAL, THROTTLED, OK]),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(s.get(&t, Kind::User, "u").await.unwrap(), None);
+    assert_eq!(s.calls(), 4);
+
+    // A transaction cancelled by contention alone is sent again.
+    let s = store_at(fake_dynamodb(&[CONFLICT, OK]), Duration::from_secs(2)).await;
+    let u = user("u");
+    s.create(&t, &u, &[], &[]).await.unwrap();
+    assert_eq!(s.calls(), 2);
+}
+
+#[tokio::test]
+async fn throttling_beyond_the_budget_is_unavailable() {
+    let t = tenant("t");
+    let budget = Duration::from_millis(300);
+    for s in [
+        store_at(fake_dynamodb(&[THROTTLED]), budget).await,
+        store_at(fake_dynamodb(&[CONFLICT]), budget).await,
+        // A port nobody listens on: every attempt is a dispatch failure.
+        store_at(
+            format!(
+                "http://127.0.0.1:{}",
+                TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .unwrap()
+                    .port()
+            ),
+            budget,
+        )
+        .await,
+    ] {
+        let started = std::time::Instant::now();
+        let err = s.create(&t, &user("u"), &[], &[]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(s.calls() > 1, "retried: {} calls", s.calls());
+    }
 }

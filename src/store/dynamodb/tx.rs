@@ -147,7 +147,8 @@ impl Tx {
             .set_return_values_on_condition_check_failure(old_on_failure(&tag))
             .build()
             .map_err(build_err)?;
-        self.items.push(TransactWriteItem::builder().put(put).build());
+        self.items
+            .push(TransactWriteItem::builder().put(put).build());
         self.tags.push(tag);
         Ok(())
     }
@@ -381,7 +382,13 @@ mod tests {
             .code("ConditionalCheckFailed")
             .item("PK", aws_sdk_dynamodb::types::AttributeValue::S("x".into()))
             .build();
-        let r = [present, reason("None"), ccf(), reason("None"), reason("None")];
+        let r = [
+            present,
+            reason("None"),
+            ccf(),
+            reason("None"),
+            reason("None"),
+        ];
         assert_eq!(
             interpret(&tags(), &r, true).unwrap_err(),
             StoreError::VersionMismatch
@@ -391,11 +398,23 @@ mod tests {
     #[test]
     fn no_op_memberships_are_dropped_and_missing_members_fail_only_when_strict() {
         let ccf = || reason("ConditionalCheckFailed");
-        let r = [reason("None"), reason("None"), reason("None"), ccf(), reason("None")];
+        let r = [
+            reason("None"),
+            reason("None"),
+            reason("None"),
+            ccf(),
+            reason("None"),
+        ];
         let drops = interpret(&tags(), &r, true).unwrap();
         assert_eq!(drops.ops.into_iter().collect::<Vec<_>>(), [0]);
 
-        let r = [reason("None"), reason("None"), reason("None"), reason("None"), ccf()];
+        let r = [
+            reason("None"),
+            reason("None"),
+            reason("None"),
+            reason("None"),
+            ccf(),
+        ];
         assert_eq!(
             interpret(&tags(), &r, true).unwrap_err(),
             StoreError::MemberNotFound("u1".into())
