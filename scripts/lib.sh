@@ -35,3 +35,22 @@ wait_for_http() {
     sleep 0.1
   done
 }
+
+# Starts the AWS emulator (moto) on a free loopback port unless
+# AWS_ENDPOINT_URL already points at one, and exports what the AWS SDK
+# needs to talk to it. Stopped when the calling script exits.
+start_moto() {
+  if [ -n "${AWS_ENDPOINT_URL:-}" ] && curl -s -o /dev/null "$AWS_ENDPOINT_URL/moto-api/"; then
+    return 0
+  fi
+  local port log
+  port="$(free_port)"
+  log="$(mktemp)"
+  "$VENV/bin/python" "$ROOT/scripts/moto_server.py" "$port" >"$log" 2>&1 &
+  MOTO_PID=$!
+  trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  wait_for_http "$AWS_ENDPOINT_URL/moto-api/" 60 || { cat "$log" >&2; return 1; }
+  log "AWS emulator (moto) on $AWS_ENDPOINT_URL"
+}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and HTTP integration tests,
-# and the scim2-tester conformance run. Installs what it needs itself.
+# The whole test suite: formatting, lints, unit tests, the HTTP integration
+# suite on the embedded store and again on DynamoDB (AWS emulator), and the
+# scim2-tester conformance run on both. Installs and starts what it needs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 ensure_python_tools
+start_moto
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -13,8 +15,14 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 
-log "cargo test"
+log "cargo test (unit tests; HTTP suite on the embedded store)"
 cargo test --all-targets
 
+log "cargo test (HTTP suite on DynamoDB)"
+SCIM_TEST_STORE=dynamodb cargo test --test api
+
 log "scim2-tester conformance (embedded store)"
-scripts/conformance.sh
+scripts/conformance.sh embedded
+
+log "scim2-tester conformance (DynamoDB)"
+scripts/conformance.sh dynamodb

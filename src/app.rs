@@ -12,6 +12,7 @@ use crate::http::{AppState, router};
 use crate::scim::model::TenantId;
 use crate::service::Service;
 use crate::store::Store;
+use crate::store::dynamodb::{self, DynamoStore};
 use crate::store::embedded::EmbeddedStore;
 
 #[derive(Debug, Error)]
@@ -26,9 +27,26 @@ pub enum AppError {
     Lambda(String),
 }
 
+/// Which [`Store`] backs the service.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// redb file in the data directory.
+    Embedded,
+    /// A DynamoDB table (the real service, or an emulator via `AWS_ENDPOINT_URL`).
+    DynamoDb {
+        table: String,
+        /// Create the table from this SAM template first if it is missing
+        /// (local runs and tests against the emulator).
+        create_from_template: Option<PathBuf>,
+    },
+}
+
 pub struct LocalConfig {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    /// Answer with an `x-store-calls` header (backend calls made while serving).
+    pub expose_store_calls: bool,
     pub demo_tenant: String,
     pub demo_token: Option<String>,
     pub tenants: Option<String>,
@@ -71,8 +89,37 @@ fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
     })
 }
 
+/// Opens the configured store.
+pub async fn build_store(
+    data_dir: &Path,
+    config: &StoreConfig,
+) -> Result<Arc<dyn Store>, AppError> {
+    match config {
+        StoreConfig::Embedded => Ok(open_store(data_dir)?),
+        StoreConfig::DynamoDb {
+            table,
+            create_from_template,
+        } => {
+            let store = DynamoStore::from_env(table.clone()).await;
+            // Only a missing table is created, so a restart keeps the data.
+            if let Some(template) = create_from_template
+                && store
+                    .client()
+                    .describe_table()
+                    .table_name(table)
+                    .send()
+                    .await
+                    .is_err()
+            {
+                dynamodb::create_table_from_template(store.client(), template, table).await?;
+            }
+            Ok(Arc::new(store))
+        }
+    }
+}
+
 pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
-    let store = open_store(&config.data_dir)?;
+    let store = build_store(&config.data_dir, &config.store).await?;
     let dyn_store: Arc<dyn Store> = store.clone();
     let tokens = Arc::new(StoreTokens::new(dyn_store.clone()));
 
@@ -105,6 +152,7 @@ pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
         service,
         tokens: tokens.clone(),
         public_base_url: config.public_base_url.clone(),
+        expose_store_calls: config.expose_store_calls,
     };
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
@@ -161,20 +209,38 @@ pub async fn issue_token(data_dir: &Path, tenant: &str) -> Result<(), AppError> 
     Ok(())
 }
 
-/// The Lambda handler: the same router behind `lambda_http`.
+/// The Lambda handler: the same router behind `lambda_http`, configured
+/// from the function's environment (`STORE`, `TABLE_NAME`, `CURSOR_KEY`,
+/// `PUBLIC_BASE_URL`).
 pub async fn run_lambda() -> Result<(), AppError> {
-    let data_dir =
-        PathBuf::from(std::env::var("SCIM_DATA_DIR").unwrap_or_else(|_| "/tmp/scim".into()));
-    let store: Arc<dyn Store> = open_store(&data_dir)?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let data_dir = PathBuf::from(env("SCIM_DATA_DIR").unwrap_or_else(|| "/tmp/scim".into()));
+    let store_config = match env("STORE").as_deref() {
+        None | Some("embedded") => StoreConfig::Embedded,
+        Some("dynamodb") => StoreConfig::DynamoDb {
+            table: env("TABLE_NAME").ok_or_else(|| {
+                AppError::Config("TABLE_NAME is required with STORE=dynamodb".into())
+            })?,
+            create_from_template: None,
+        },
+        Some(other) => {
+            return Err(AppError::Config(format!(
+                "STORE={other}: use embedded or dynamodb"
+            )));
+        }
+    };
+    let store = build_store(&data_dir, &store_config).await?;
     let tokens: Arc<dyn TokenVerifier> = Arc::new(StoreTokens::new(store.clone()));
-    let key = std::env::var("CURSOR_KEY")
+    // Without a configured key, cursors stay valid only within one instance.
+    let key = env("CURSOR_KEY")
         .map(String::into_bytes)
-        .unwrap_or_else(|_| rand::random::<[u8; 32]>().to_vec());
+        .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let service = Arc::new(Service::new(store, &key));
     let state = AppState {
         service,
         tokens,
-        public_base_url: std::env::var("PUBLIC_BASE_URL").ok(),
+        public_base_url: env("PUBLIC_BASE_URL"),
+        expose_store_calls: false,
     };
     lambda_http::run(router(state))
         .await

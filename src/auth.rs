@@ -5,7 +5,9 @@
 //! values, so a fast hash is enough (no password-style stretching needed)
 //! and comparison is constant-time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -36,14 +38,42 @@ pub fn generate_token() -> String {
     format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// How long a tenant's token hash is trusted from memory. This bounds how
+/// long a rotated-out token keeps working on an instance that saw it, and
+/// saves a store read on every other request.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
 /// Verifies against the tenant records of a [`Store`].
 pub struct StoreTokens {
     store: Arc<dyn Store>,
+    cache: Mutex<HashMap<TenantId, (String, Instant)>>,
 }
 
 impl StoreTokens {
     pub fn new(store: Arc<dyn Store>) -> StoreTokens {
-        StoreTokens { store }
+        StoreTokens {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn current_hash(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((hash, at)) = cache.get(tenant)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(hash.clone()));
+        }
+        let Some(record) = self.store.get_tenant(tenant).await? else {
+            return Ok(None);
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(
+                tenant.clone(),
+                (record.token_sha256.clone(), Instant::now()),
+            );
+        }
+        Ok(Some(record.token_sha256))
     }
 
     /// Sets the tenant's token, invalidating every earlier one.
@@ -58,20 +88,21 @@ impl StoreTokens {
                 token_sha256: hash_token(token),
                 created,
             })
-            .await
+            .await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(tenant);
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
 impl TokenVerifier for StoreTokens {
     async fn verify(&self, tenant: &TenantId, token: &str) -> Result<bool, StoreError> {
-        let Some(record) = self.store.get_tenant(tenant).await? else {
+        let Some(expected) = self.current_hash(tenant).await? else {
             return Ok(false);
         };
         let presented = hash_token(token);
-        Ok(presented
-            .as_bytes()
-            .ct_eq(record.token_sha256.as_bytes())
-            .into())
+        Ok(presented.as_bytes().ct_eq(expected.as_bytes()).into())
     }
 }

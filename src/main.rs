@@ -56,6 +56,26 @@ struct ServeArgs {
     /// Public URL prefix for `meta.location`, e.g. https://scim.example.com.
     #[arg(long, env = "PUBLIC_BASE_URL")]
     public_base_url: Option<String>,
+    /// Storage backend.
+    #[arg(long, env = "STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
+    /// DynamoDB table (with `--store dynamodb`).
+    #[arg(long, env = "TABLE_NAME", default_value = "scim")]
+    table: String,
+    /// Create the DynamoDB table from this SAM template if it is missing
+    /// (for the AWS emulator; `AWS_ENDPOINT_URL` points the SDK at it).
+    #[arg(long, env = "SCIM_CREATE_TABLE_FROM")]
+    create_table_from: Option<PathBuf>,
+    /// Add an `x-store-calls` header with the backend calls each answer
+    /// cost (tests; meaningful when requests do not overlap).
+    #[arg(long, env = "SCIM_EXPOSE_STORE_CALLS", hide = true)]
+    expose_store_calls: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Embedded,
+    Dynamodb,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +118,14 @@ async fn serve(args: ServeArgs) -> Result<(), app::AppError> {
         demo_token: args.demo_token,
         tenants: args.tenants,
         public_base_url: args.public_base_url,
+        store: match args.store {
+            StoreKind::Embedded => app::StoreConfig::Embedded,
+            StoreKind::Dynamodb => app::StoreConfig::DynamoDb {
+                table: args.table,
+                create_from_template: args.create_table_from,
+            },
+        },
+        expose_store_calls: args.expose_store_calls,
     };
     app::serve_local(config).await
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     /// Public URL prefix (e.g. `https://scim.example.com`); when unset the
     /// request's Host header is used.
     pub public_base_url: Option<String>,
+    /// Add `x-store-calls` to answers (tests of per-operation cost).
+    pub expose_store_calls: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -74,6 +76,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/scim/v2/{tenant}", tenant_routes)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_store_calls,
+        ))
         .layer(axum::middleware::map_response(
             error::scim_method_not_allowed,
         ))
@@ -82,6 +88,26 @@ pub fn router(state: AppState) -> Router {
             error::panic_response,
         ))
         .with_state(state)
+}
+
+/// With `expose_store_calls`, reports the backend calls a request made.
+async fn count_store_calls(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let store = s.service.store();
+    let before = if s.expose_store_calls {
+        store.backend_calls()
+    } else {
+        None
+    };
+    let mut resp = next.run(req).await;
+    if let (Some(b), Some(a)) = (before, store.backend_calls()) {
+        resp.headers_mut()
+            .insert("x-store-calls", HeaderValue::from(a.saturating_sub(b)));
+    }
+    resp
 }
 
 /// Resource type as a type parameter, so one handler serves both endpoints.

@@ -186,6 +186,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Backend requests made so far, for stores that count them (DynamoDB),
+    /// so tests can assert what each SCIM operation costs.
+    fn backend_calls(&self) -> Option<u64> {
+        None
+    }
+
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
     async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;
 }

@@ -20,8 +20,28 @@ pub const SEARCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:SearchReques
 pub const TENANT: &str = "acme";
 pub const OTHER_TENANT: &str = "globex";
 
+/// Which store the server under test runs on: `SCIM_TEST_STORE=dynamodb`
+/// runs the whole suite again on DynamoDB (the AWS emulator that
+/// `AWS_ENDPOINT_URL` points at; `scripts/test.sh` starts one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    DynamoDb,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("SCIM_TEST_STORE").as_deref() {
+        Ok("dynamodb") => Backend::DynamoDb,
+        Ok("embedded") | Err(_) => Backend::Embedded,
+        Ok(other) => panic!("SCIM_TEST_STORE={other}: use embedded or dynamodb"),
+    }
+}
+
 pub struct TestServer {
+    backend: Backend,
     child: Option<Child>,
+    /// DynamoDB table of this server (one per test, so tests run in parallel).
+    table: String,
     /// `http://127.0.0.1:PORT`
     pub origin: String,
     pub token: String,
@@ -93,6 +113,11 @@ impl Resp {
         );
         self
     }
+    /// Backend calls the request cost (the server runs with
+    /// `SCIM_EXPOSE_STORE_CALLS`); `None` on the embedded store.
+    pub fn store_calls(&self) -> Option<u64> {
+        self.header("x-store-calls").and_then(|v| v.parse().ok())
+    }
     pub fn id(&self) -> String {
         self.body["id"].as_str().expect("id").to_owned()
     }
@@ -116,11 +141,26 @@ fn random_token() -> String {
 }
 
 impl TestServer {
+    /// A server on the backend the run selects (`SCIM_TEST_STORE`).
     pub async fn start() -> TestServer {
+        TestServer::start_on(backend()).await
+    }
+
+    /// A server on a given backend; DynamoDB needs the emulator that
+    /// `AWS_ENDPOINT_URL` points at (scripts/test.sh starts it).
+    pub async fn start_on(backend: Backend) -> TestServer {
+        if backend == Backend::DynamoDb {
+            assert!(
+                std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+                "DynamoDB tests need AWS_ENDPOINT_URL; run scripts/test.sh, which starts the AWS emulator"
+            );
+        }
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let mut s = TestServer {
+            backend,
             child: None,
+            table: format!("scim-test-{}", uuid::Uuid::new_v4().simple()),
             origin: String::new(),
             token: random_token(),
             other_token: random_token(),
@@ -146,9 +186,25 @@ impl TestServer {
                 format!("{OTHER_TENANT}={}", self.other_token),
             )
             .env("RUST_LOG", "warn")
+            .env("SCIM_EXPOSE_STORE_CALLS", "true")
             .env_remove("AWS_LAMBDA_RUNTIME_API")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if self.backend == Backend::DynamoDb {
+            let template = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
+            cmd.args([
+                "--store",
+                "dynamodb",
+                "--table",
+                &self.table,
+                "--create-table-from",
+                template,
+            ])
+            // The emulator serves one request at a time for all tests at
+            // once: allow for its queue instead of answering 503.
+            .env("DYNAMODB_RETRY_BUDGET_MS", "60000")
+            .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "30000");
+        }
         let mut child = cmd.spawn().expect("start the server binary");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -174,6 +230,11 @@ impl TestServer {
             let _ = c.wait();
         }
         self.spawn();
+    }
+
+    /// The DynamoDB table of a DynamoDB-backed server.
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     pub fn tenant_url(&self) -> String {

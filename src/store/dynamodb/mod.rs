@@ -17,7 +17,7 @@
 //!
 //! Every write that must be atomic is one `TransactWriteItems` whose
 //! conditions carry the semantics (versions, unique keys, membership
-//! presence); [`tx`] reads a cancellation back into a [`StoreError`]. Only
+//! presence); `tx.rs` reads a cancellation back into a [`StoreError`]. Only
 //! membership changes too big for one transaction are chunked, after an
 //! atomic first transaction.
 
@@ -60,8 +60,11 @@ pub use self::table::{TEMPLATE_RESOURCE, create_table_from_template};
 const IDS_PER_BATCH_GET: usize = 50;
 /// `BatchWriteItem` takes at most 25 requests.
 const BATCH_WRITE: usize = 25;
-/// Batch calls of one operation in flight at once.
+/// Batch reads of one operation in flight at once.
 const CONCURRENCY: usize = 4;
+/// Batch deletes in flight when dropping a deleted group's memberships:
+/// a 100,000-member group means 8,000 calls.
+const CLEANUP_CONCURRENCY: usize = 8;
 /// Memberships of a deleted resource read per page when cleaning up.
 const CLEANUP_PAGE: usize = 1000;
 /// How long a page bookmark is trusted (and kept, through the table's TTL).
@@ -87,22 +90,60 @@ impl std::fmt::Debug for DynamoStore {
     }
 }
 
+/// Time limits of DynamoDB calls. The defaults suit Lambda; tests against
+/// the (slow, single-threaded) emulator raise them through
+/// `DYNAMODB_RETRY_BUDGET_MS` and `DYNAMODB_ATTEMPT_TIMEOUT_MS`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long transient faults are retried before answering 503.
+    pub budget: Duration,
+    pub connect_timeout: Duration,
+    pub attempt_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            budget: call::DEFAULT_BUDGET,
+            connect_timeout: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
 impl DynamoStore {
     /// A store on `table`, configured from the environment the usual AWS
     /// way (region, credentials, and `AWS_ENDPOINT_URL` for an emulator).
     pub async fn from_env(table: String) -> DynamoStore {
         let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        DynamoStore::from_conf(&conf, table)
+        let ms = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+        };
+        let mut timing = Timing::default();
+        if let Some(b) = ms("DYNAMODB_RETRY_BUDGET_MS") {
+            timing.budget = b;
+        }
+        if let Some(t) = ms("DYNAMODB_ATTEMPT_TIMEOUT_MS") {
+            timing.attempt_timeout = t;
+        }
+        DynamoStore::with_timing(&conf, table, timing)
     }
 
     /// A store on `table` with a client built from `conf`. The SDK's own
     /// retries are turned off: the store retries within its time budget, so
     /// that a throttled request answers 503 in bounded time.
     pub fn from_conf(conf: &SdkConfig, table: impl Into<String>) -> DynamoStore {
+        DynamoStore::with_timing(conf, table, Timing::default())
+    }
+
+    pub fn with_timing(conf: &SdkConfig, table: impl Into<String>, timing: Timing) -> DynamoStore {
         let calls = Arc::new(AtomicU64::new(0));
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(Duration::from_secs(3))
+            .connect_timeout(timing.connect_timeout)
+            .operation_attempt_timeout(timing.attempt_timeout)
             .build();
         let config = aws_sdk_dynamodb::config::Builder::from(conf)
             .retry_config(RetryConfig::disabled())
@@ -113,7 +154,7 @@ impl DynamoStore {
             client: Client::from_conf(config),
             table: table.into().into(),
             calls,
-            budget: call::DEFAULT_BUDGET,
+            budget: timing.budget,
         }
     }
 
@@ -473,7 +514,7 @@ impl DynamoStore {
         let chunks: Vec<Vec<WriteRequest>> =
             requests.chunks(BATCH_WRITE).map(<[_]>::to_vec).collect();
         futures::stream::iter(chunks.into_iter().map(|c| self.batch_write(c)))
-            .buffer_unordered(CONCURRENCY)
+            .buffer_unordered(CLEANUP_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
@@ -818,6 +859,10 @@ fn leave_groups(items: &[Item], kind: Kind) -> Result<Vec<String>, StoreError> {
 
 #[async_trait]
 impl Store for DynamoStore {
+    fn backend_calls(&self) -> Option<u64> {
+        Some(self.calls())
+    }
+
     async fn get(
         &self,
         tenant: &TenantId,
