@@ -815,54 +815,47 @@ impl Service {
                 || q.sort_by
                     .as_ref()
                     .is_some_and(|s| is_computed(kind, &s.name));
-            let candidates = match q.filter.as_ref().and_then(|f| index_lookup(kind, f)) {
-                Some(lookup) => Some(
-                    self.lookup(ctx, kind, lookup)
-                        .await?
-                        .into_iter()
-                        .collect::<Vec<_>>(),
-                ),
-                None => None,
-            };
-            let mut consider = |r: StoredResource, doc: Value| -> ScimResult<()> {
-                let keep = match &q.filter {
-                    Some(f) => filter::matches(f, kind, &doc)?,
-                    None => true,
-                };
-                if keep {
-                    out.push((r, doc));
-                }
-                Ok(())
-            };
-            if let Some(list) = candidates {
-                let list: Vec<StoredResource> = list;
-                for r in list {
-                    let doc = self
-                        .represent(ctx, &r, &Projection::default(), needs_computed)
-                        .await?;
-                    consider(r, doc)?;
-                }
-                continue;
-            }
+            // Equality on an indexed attribute: one lookup instead of a scan.
+            let lookup = q.filter.as_ref().and_then(|f| index_lookup(kind, f));
             let mut after: Option<String> = None;
             loop {
-                let batch = self
-                    .store
-                    .list(&ctx.tenant, kind, after.as_deref(), SCAN_BATCH)
-                    .await
-                    .map_err(|e| store_err(kind, e))?;
-                let done = batch.len() < SCAN_BATCH;
-                after = batch.last().map(|r| r.id.clone());
+                let (batch, done) = match &lookup {
+                    Some(l) => (
+                        self.lookup(ctx, kind, l.clone())
+                            .await?
+                            .into_iter()
+                            .collect(),
+                        true,
+                    ),
+                    None => {
+                        let batch = self
+                            .store
+                            .list(&ctx.tenant, kind, after.as_deref(), SCAN_BATCH)
+                            .await
+                            .map_err(|e| store_err(kind, e))?;
+                        after = batch.last().map(|r| r.id.clone());
+                        let done = batch.len() < SCAN_BATCH || after.is_none();
+                        (batch, done)
+                    }
+                };
                 for r in batch {
+                    // Computed attributes are loaded only when the filter or
+                    // sort needs them; the page is rendered fully later.
                     let doc = if needs_computed {
                         self.represent(ctx, &r, &Projection::default(), true)
                             .await?
                     } else {
                         render::render(kind, &r, &ctx.base_url, None, None)
                     };
-                    consider(r, doc)?;
+                    let keep = match &q.filter {
+                        Some(f) => filter::matches(f, kind, &doc)?,
+                        None => true,
+                    };
+                    if keep {
+                        out.push((r, doc));
+                    }
                 }
-                if done || after.is_none() {
+                if done {
                     break;
                 }
             }
@@ -903,6 +896,7 @@ fn patch_projection(kind: Kind, r: &StoredResource, proj: &Projection) -> Projec
     proj.clone()
 }
 
+#[derive(Clone)]
 enum Lookup {
     Id(String),
     Key(UniqueKey),

@@ -5,6 +5,7 @@
 mod harness;
 
 mod concurrency;
+mod costs;
 mod discovery;
 mod durability;
 mod errors;

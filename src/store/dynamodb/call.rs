@@ -117,8 +117,11 @@ pub(super) fn backoff(attempt: u32) -> Duration {
 }
 
 /// Retries `f` on transient faults within `budget`. `transient` classifies
-/// the operation's modelled errors. All our writes are idempotent to retry:
-/// puts and deletes by key, and transactions carry a client request token.
+/// the operation's modelled errors. Our writes are idempotent to retry
+/// (puts and deletes by key; transactions carry a client request token),
+/// except the group's `ADD ver, mc` after a members-only change: retrying a
+/// timeout or 5xx that did apply bumps it twice, which `infra/dynamodb.md`
+/// accepts (versions need only change; the count is a hint).
 pub(super) async fn with_retries<T, E, F, Fut>(
     what: &str,
     budget: Duration,

@@ -19,7 +19,10 @@
 //! conditions carry the semantics (versions, unique keys, membership
 //! presence); `tx.rs` reads a cancellation back into a [`StoreError`]. Only
 //! membership changes too big for one transaction are chunked, after an
-//! atomic first transaction.
+//! atomic first transaction. A members-only change without If-Match keeps
+//! the group item out of its transactions (concurrent transactions on one
+//! item cancel each other): the memberships are written first, then the
+//! group's version and count with one plain `UpdateItem`.
 
 mod call;
 mod keys;
@@ -40,7 +43,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, ReturnValue, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -62,6 +66,8 @@ const IDS_PER_BATCH_GET: usize = 50;
 const BATCH_WRITE: usize = 25;
 /// Batch reads of one operation in flight at once.
 const CONCURRENCY: usize = 4;
+/// Reverse-membership Queries in flight when rendering a page of users.
+const GROUPS_QUERY_CONCURRENCY: usize = 16;
 /// Batch deletes in flight when dropping a deleted group's memberships:
 /// a 100,000-member group means 8,000 calls.
 const CLEANUP_CONCURRENCY: usize = 8;
@@ -547,12 +553,14 @@ impl DynamoStore {
 
     /// Runs the transaction `build` makes, dropping the actions a
     /// cancellation shows to be no-ops and trying again, until it commits or
-    /// a cancellation is an answer (see [`interpret`]).
+    /// a cancellation is an answer (see [`interpret`]). Returns the drops of
+    /// the round that committed (or that left nothing to send), which say
+    /// what was written.
     ///
     /// A request keeps its client request token across retries of faults
     /// with an unknown outcome (timeouts, 5xx), so it cannot apply twice; a
     /// cancelled request wrote nothing and is re-sent with a new one.
-    async fn transact<F>(&self, what: &str, strict: bool, mut build: F) -> Result<(), StoreError>
+    async fn transact<F>(&self, what: &str, strict: bool, mut build: F) -> Result<Drops, StoreError>
     where
         F: FnMut(&Drops) -> Result<Tx, StoreError>,
     {
@@ -562,7 +570,7 @@ impl DynamoStore {
         loop {
             let tx = build(&drops)?;
             if tx.items.is_empty() {
-                return Ok(());
+                return Ok(drops);
             }
             let token = uuid::Uuid::new_v4().to_string();
             let result = with_retries(what, self.budget, transient_code, || {
@@ -574,7 +582,7 @@ impl DynamoStore {
             })
             .await;
             let cancelled = match result {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(drops),
                 Err(CallError::Service(TransactWriteItemsError::TransactionCanceledException(
                     c,
                 ))) => c,
@@ -633,10 +641,196 @@ impl DynamoStore {
                 .await;
             match result {
                 Err(StoreError::NotFound) => return Ok(()),
-                other => other?,
+                other => {
+                    other?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// `update_members` with If-Match: the group's version condition, its
+    /// bump and the first ~30 adds / ~49 removes are one transaction, so the
+    /// change is atomic and conditional; more continue in chunks. The group
+    /// is read back, since a transaction returns nothing.
+    async fn update_members_pinned(
+        &self,
+        t: &TenantId,
+        group: &str,
+        ops: &[MemberOp],
+        expected: u64,
+        now: &str,
+    ) -> Result<StoredResource, StoreError> {
+        let ranges = split(ops, group, MAX_ACTIONS - 1, MAX_ACTIONS - 1);
+        let (first, rest) = ranges
+            .split_first()
+            .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
+        let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
+        self.transact("TransactWriteItems (members)", true, |drops| {
+            let part = chunk(ops, &first, drops);
+            let mut tx = Tx::new(Arc::clone(&self.table));
+            tx.update(
+                group_key.clone(),
+                "SET #lm = :now ADD #ver :one, #mc :d",
+                Some("#ver = :v"),
+                Expr::new()
+                    .name("#lm", LM)
+                    .name("#ver", VER)
+                    .name("#mc", MC)
+                    .value(":now", s(now))
+                    .value(":one", n(1))
+                    .value(":d", n(net(&part)))
+                    .value(":v", n(expected)),
+                Tag::Target {
+                    if_present: StoreError::VersionMismatch,
+                    if_absent: StoreError::NotFound,
+                },
+            )?;
+            push_member_ops(&mut tx, t, group, &part)?;
+            Ok(tx)
+        })
+        .await?;
+        self.write_chunks(t, group, ops, rest).await?;
+        // Possibly with a later concurrent change included.
+        self.get(t, Kind::Group, group)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// `update_members` without If-Match, the common case (one IdP PATCH
+    /// adding or removing a member). The group item is never part of a
+    /// transaction here: DynamoDB cancels concurrent transactions on one
+    /// item (and rejects a plain write racing one), so 100 simultaneous adds
+    /// to one group would thrash on it. Instead:
+    ///
+    /// 1. the membership actions alone, in transactions of ≤ 100 actions
+    ///    (the first strict: a missing member fails it and nothing is
+    ///    written; later ones skip members deleted meanwhile);
+    /// 2. one plain `UpdateItem` of the group (`ver + 1`, `lm`, `mc` by the
+    ///    net change), conditioned only on its existence and returning the
+    ///    group as written. Plain updates of one item serialise and never
+    ///    conflict.
+    ///
+    /// If the group is gone at step 2, the memberships this call added are
+    /// deleted again and the answer is `NotFound`. If the process dies
+    /// between the steps, the memberships are right but `ver` and `mc` miss
+    /// this change (see `infra/dynamodb.md`).
+    async fn update_members_free(
+        &self,
+        t: &TenantId,
+        group: &str,
+        ops: &[MemberOp],
+        now: &str,
+    ) -> Result<StoredResource, StoreError> {
+        let ranges = split(ops, group, MAX_ACTIONS, MAX_ACTIONS);
+        let mut written: Vec<usize> = Vec::new();
+        let mut d = 0i64;
+        let mut failure = None;
+        for (round, range) in ranges.iter().enumerate() {
+            let result = self
+                .transact("TransactWriteItems (members)", round == 0, |drops| {
+                    let mut tx = Tx::new(Arc::clone(&self.table));
+                    push_member_ops(&mut tx, t, group, &chunk(ops, range, drops))?;
+                    Ok(tx)
+                })
+                .await;
+            match result {
+                Ok(drops) => {
+                    let part = chunk(ops, range, &drops);
+                    d += net(&part);
+                    written.extend(part.iter().map(|&(i, _)| i));
+                }
+                // The first transaction wrote nothing: answer as if the
+                // group were part of it (its absence ranks first).
+                Err(e) if round == 0 => {
+                    if matches!(e, StoreError::MemberNotFound(_))
+                        && self.get(t, Kind::Group, group).await?.is_none()
+                    {
+                        return Err(StoreError::NotFound);
+                    }
+                    return Err(e);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // After a failed later chunk, what did commit is still counted.
+        let bumped = self.bump_group(t, group, d, now).await;
+        if matches!(bumped, Err(StoreError::NotFound)) {
+            self.undo_adds(t, group, ops, &written).await;
+        }
+        match failure {
+            Some(e) if bumped.is_ok() => Err(e),
+            _ => bumped,
+        }
+    }
+
+    /// The group half of a members-only change: one `UpdateItem` of the
+    /// group item, outside any transaction, returning it as written.
+    async fn bump_group(
+        &self,
+        t: &TenantId,
+        group: &str,
+        d: i64,
+        now: &str,
+    ) -> Result<StoredResource, StoreError> {
+        let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
+        let names = std::collections::HashMap::from(
+            [("#pk", PK), ("#lm", LM), ("#ver", VER), ("#mc", MC)]
+                .map(|(alias, name)| (alias.to_owned(), name.to_owned())),
+        );
+        let values = std::collections::HashMap::from(
+            [(":now", s(now)), (":one", n(1)), (":d", n(d))]
+                .map(|(alias, value)| (alias.to_owned(), value)),
+        );
+        let result = with_retries("UpdateItem (group)", self.budget, transient_code, || {
+            self.client
+                .update_item()
+                .table_name(self.table.as_ref())
+                .set_key(Some(group_key.clone()))
+                .update_expression("SET #lm = :now ADD #ver :one, #mc :d")
+                .condition_expression("attribute_exists(#pk)")
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .return_values(ReturnValue::AllNew)
+                .send()
+        })
+        .await;
+        match result {
+            Ok(out) => decode_resource(&out.attributes.unwrap_or_default()),
+            Err(CallError::Service(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(e.into_store()),
+        }
+    }
+
+    /// Best effort: deletes the memberships (both items) that ops
+    /// `written` added to a group found deleted, so that none dangles. A
+    /// failure is only logged; a retried DELETE of the group removes what
+    /// is left.
+    async fn undo_adds(&self, t: &TenantId, group: &str, ops: &[MemberOp], written: &[usize]) {
+        let keys: Vec<Item> = written
+            .iter()
+            .filter_map(|&i| match ops.get(i) {
+                Some(MemberOp::Add(m)) => Some(m.id.as_str()),
+                _ => None,
+            })
+            .flat_map(|m| {
+                [
+                    key(group_pk(t, group), member_sk(m)),
+                    key(member_of_pk(t, m), member_of_sk(group)),
+                ]
+            })
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.batch_delete(keys).await {
+            tracing::warn!(error = %e, group, "removing memberships of a deleted group");
+        }
     }
 
     /// Every member id of a group, for a `clear`.
@@ -1114,48 +1308,13 @@ impl Store for DynamoStore {
             return Err(StoreError::NotFound);
         }
         let ops = self.plan(tenant, group_id, delta).await?;
-        let ranges = split(&ops, group_id, MAX_ACTIONS - 1, MAX_ACTIONS - 1);
-        let (first, rest) = ranges
-            .split_first()
-            .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
-        let group_key = key(tenant_pk(tenant), resource_sk(Kind::Group, group_id));
-        self.transact("TransactWriteItems (members)", true, |drops| {
-            let part = chunk(&ops, &first, drops);
-            let expr = Expr::new()
-                .name("#lm", LM)
-                .name("#ver", VER)
-                .name("#mc", MC)
-                .value(":now", s(now))
-                .value(":one", n(1))
-                .value(":d", n(net(&part)));
-            // Without an expected version the change commutes with any
-            // other, so it is not conditioned on the version at all.
-            // (DynamoDB rejects unused aliases, hence one branch each.)
-            let (cond, expr) = match expected_version {
-                Some(v) => ("#ver = :v", expr.value(":v", n(v))),
-                None => ("attribute_exists(#pk)", expr.name("#pk", PK)),
-            };
-            let mut tx = Tx::new(Arc::clone(&self.table));
-            tx.update(
-                group_key.clone(),
-                "SET #lm = :now ADD #ver :one, #mc :d",
-                Some(cond),
-                expr,
-                Tag::Target {
-                    if_present: StoreError::VersionMismatch,
-                    if_absent: StoreError::NotFound,
-                },
-            )?;
-            push_member_ops(&mut tx, tenant, group_id, &part)?;
-            Ok(tx)
-        })
-        .await?;
-        self.write_chunks(tenant, group_id, &ops, rest).await?;
-        // A transaction returns nothing, so the new version and count are
-        // read back (possibly with a later concurrent change included).
-        self.get(tenant, Kind::Group, group_id)
-            .await?
-            .ok_or(StoreError::NotFound)
+        match expected_version {
+            Some(v) => {
+                self.update_members_pinned(tenant, group_id, &ops, v, now)
+                    .await
+            }
+            None => self.update_members_free(tenant, group_id, &ops, now).await,
+        }
     }
 
     async fn delete(
@@ -1291,7 +1450,7 @@ impl Store for DynamoStore {
                 })
                 .await;
             match result {
-                Ok(()) => return self.cleanup(tenant, kind, id, &now).await,
+                Ok(_) => return self.cleanup(tenant, kind, id, &now).await,
                 // Changed since it was read: read its keys again.
                 Err(StoreError::VersionMismatch) if expected_version.is_none() => continue,
                 Err(e) => return Err(e),
@@ -1452,6 +1611,26 @@ impl Store for DynamoStore {
             .iter()
             .map(|i| sk_suffix(i, "G#").map(str::to_owned))
             .collect()
+    }
+
+    /// One Query per member (DynamoDB has no multi-partition query), sent
+    /// concurrently so a page of users costs one round trip of latency.
+    async fn groups_of_many(
+        &self,
+        tenant: &TenantId,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut out = Vec::with_capacity(member_ids.len());
+        for chunk in member_ids.chunks(GROUPS_QUERY_CONCURRENCY) {
+            let mut queries = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                queries.push(self.groups_of(tenant, id));
+            }
+            for groups in futures::future::join_all(queries).await {
+                out.push(groups?);
+            }
+        }
+        Ok(out)
     }
 
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {

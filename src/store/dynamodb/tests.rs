@@ -74,6 +74,10 @@ fn endpoint() -> &'static str {
 }
 
 async fn open() -> DynamoStore {
+    open_with(Timing::default()).await
+}
+
+async fn open_with(timing: Timing) -> DynamoStore {
     let conf = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
@@ -81,12 +85,99 @@ async fn open() -> DynamoStore {
         .load()
         .await;
     let table = format!("scim-test-{}", uuid::Uuid::new_v4());
-    let store = DynamoStore::from_conf(&conf, table.clone());
+    let store = DynamoStore::with_timing(&conf, table.clone(), timing);
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml");
     create_table_from_template(store.client(), &template, &table)
         .await
         .unwrap();
     store
+}
+
+/// Records the name of every DynamoDB operation sent (one per attempt).
+#[derive(Debug, Clone, Default)]
+struct OpLog(Arc<Mutex<Vec<String>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for OpLog {
+    fn name(&self) -> &'static str {
+        "OpLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        // `X-Amz-Target: DynamoDB_20120810.UpdateItem`
+        if let Some(target) = context.request().headers().get("x-amz-target") {
+            let op = target.rsplit('.').next().unwrap_or(target);
+            self.0.lock().unwrap().push(op.to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl OpLog {
+    /// The operations sent since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// `s` with every operation recorded (the call counter is kept).
+fn logged(s: &DynamoStore) -> (DynamoStore, OpLog) {
+    let log = OpLog::default();
+    let config = s
+        .client
+        .config()
+        .to_builder()
+        .interceptor(log.clone())
+        .build();
+    let mut s = s.clone();
+    s.client = Client::from_conf(config);
+    (s, log)
+}
+
+/// Every item of the table.
+async fn scan_all(s: &DynamoStore) -> Vec<Item> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let resp = s
+            .client
+            .scan()
+            .table_name(s.table())
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        out.extend(resp.items.unwrap_or_default());
+        match resp.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return out,
+        }
+    }
+}
+
+/// Keys (`PK`, `SK`) of the membership and reverse items naming `group`.
+async fn memberships_of_group(s: &DynamoStore, t: &TenantId, group: &str) -> Vec<(String, String)> {
+    let forward = group_pk(t, group);
+    let reverse = member_of_sk(group);
+    let mut found: Vec<(String, String)> = scan_all(s)
+        .await
+        .iter()
+        .map(|i| {
+            (
+                get_s(i, PK).unwrap().to_owned(),
+                get_s(i, SK).unwrap().to_owned(),
+            )
+        })
+        .filter(|(pk, sk)| {
+            *pk == forward || (pk.starts_with(&format!("T#{t}#M#")) && *sk == reverse)
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 fn tenant(name: &str) -> TenantId {
@@ -201,6 +292,25 @@ async fn seed_members(s: &DynamoStore, t: &TenantId, group: &str, prefix: &str, 
         .send()
         .await
         .unwrap();
+}
+
+/// Writes `n` users `{prefix}{i:05}` straight through batch writes.
+async fn seed_users(s: &DynamoStore, t: &TenantId, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut requests = Vec::new();
+    for i in 0..n {
+        let u = user(&format!("{prefix}{i:05}"));
+        let put = aws_sdk_dynamodb::types::PutRequest::builder()
+            .set_item(Some(resource_item(t, &u, &[], 0).unwrap()))
+            .build()
+            .unwrap();
+        requests.push(WriteRequest::builder().put_request(put).build());
+        ids.push(u.id);
+    }
+    for c in requests.chunks(BATCH_WRITE) {
+        s.batch_write(c.to_vec()).await.unwrap();
+    }
+    ids
 }
 
 fn n_attr(v: usize) -> aws_sdk_dynamodb::types::AttributeValue {
@@ -487,18 +597,44 @@ async fn member_only_changes_bump_the_version_and_honour_if_match() {
     assert_eq!(g.attrs["name"], "g");
     assert_eq!(s.get(&t, Kind::Group, "g").await.unwrap(), Some(g.clone()));
 
-    // A no-op still makes a new version, like the embedded store.
+    // A no-op still makes a new version, like the embedded store. With
+    // If-Match: one transaction (sent again without the no-op), then the
+    // group read back.
+    let (s, log) = logged(&s);
+    log.take();
     let g = s
         .update_members(&t, "g", &add(&["u2"]), Some(2), now)
         .await
         .unwrap();
     assert_eq!((g.version, g.member_count), (3, 2));
+    assert_eq!(
+        log.take(),
+        ["TransactWriteItems", "TransactWriteItems", "GetItem"]
+    );
+    assert_eq!(s.get(&t, Kind::Group, "g").await.unwrap(), Some(g.clone()));
 
     let err = s
         .update_members(&t, "g", &add(&["u2"]), Some(2), now)
         .await
         .unwrap_err();
     assert_eq!(err, StoreError::VersionMismatch);
+
+    // Without: the cancelled transaction leaves nothing to send, then the
+    // group's UpdateItem.
+    log.take();
+    let g = s
+        .update_members(&t, "g", &add(&["u1"]), None, now)
+        .await
+        .unwrap();
+    assert_eq!((g.version, g.member_count), (4, 2));
+    assert_eq!(log.take(), ["TransactWriteItems", "UpdateItem"]);
+    // An empty change is the UpdateItem alone.
+    let g = s
+        .update_members(&t, "g", &MemberDelta::default(), None, now)
+        .await
+        .unwrap();
+    assert_eq!((g.version, g.member_count), (5, 2));
+    assert_eq!(log.take(), ["UpdateItem"]);
     let err = s
         .update_members(&t, "nope", &add(&["u2"]), None, now)
         .await
@@ -523,7 +659,123 @@ async fn member_only_changes_bump_the_version_and_honour_if_match() {
         .unwrap_err();
     assert_eq!(err, StoreError::MemberNotFound("ghost".into()));
     let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
-    assert_eq!((g.version, g.member_count), (3, 2));
+    assert_eq!((g.version, g.member_count), (5, 2));
+    assert_eq!(member_ids(&s, &t, "g").await, ["u1", "u2"]);
+}
+
+#[tokio::test]
+async fn member_changes_of_a_missing_group_are_not_found_and_leave_nothing() {
+    let s = open().await;
+    let t = tenant("t1");
+    for id in ["u1", "u2", "u3"] {
+        add_user(&s, &t, id).await;
+    }
+    s.create(&t, &group("g"), &[], &[member("u1")])
+        .await
+        .unwrap();
+    s.delete(&t, Kind::Group, "g", None).await.unwrap();
+    assert!(memberships_of_group(&s, &t, "g").await.is_empty());
+    let (s, log) = logged(&s);
+    let now = "2025-01-01T00:00:00Z";
+
+    // As if the group were deleted between the membership transaction and
+    // the group's update: the memberships are written, the update finds no
+    // group, and they are deleted again.
+    log.take();
+    let err = s
+        .update_members(&t, "g", &add(&["u2", "u3"]), None, now)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+    assert_eq!(
+        log.take(),
+        ["TransactWriteItems", "UpdateItem", "BatchWriteItem"]
+    );
+    assert!(memberships_of_group(&s, &t, "g").await.is_empty());
+    assert!(s.groups_of(&t, "u2").await.unwrap().is_empty());
+    assert!(!s.is_member(&t, "g", "u3").await.unwrap());
+    // The update did not leave a stub of the group behind.
+    assert_eq!(s.get(&t, Kind::Group, "g").await.unwrap(), None);
+    assert_eq!(s.get_many(&t, &["g".into()]).await.unwrap(), []);
+
+    // Mixed with removes (no-ops here), and chunked: the same.
+    let many = seed_users(&s, &t, "m", 40).await;
+    let delta = MemberDelta {
+        add: many.iter().map(|id| member(id)).collect(),
+        remove: vec!["u1".into()],
+        clear: false,
+    };
+    let err = s
+        .update_members(&t, "g", &delta, None, now)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+    assert!(memberships_of_group(&s, &t, "g").await.is_empty());
+    assert!(s.groups_of(&t, "m00039").await.unwrap().is_empty());
+
+    // A group that never existed outranks a member that does not either.
+    let err = s
+        .update_members(&t, "nope", &add(&["ghost"]), None, now)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+    // A user is not a group: nothing is left under its id either.
+    let err = s
+        .update_members(&t, "u1", &add(&["u2", "u1"]), None, now)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+    assert!(memberships_of_group(&s, &t, "u1").await.is_empty());
+    assert!(s.groups_of(&t, "u1").await.unwrap().is_empty());
+    let u1 = s.get(&t, Kind::User, "u1").await.unwrap().unwrap();
+    assert_eq!(u1.version, 1);
+
+    // With If-Match it stays one conditional transaction: nothing written.
+    let err = s
+        .update_members(&t, "g", &add(&["u2"]), Some(2), now)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+    assert!(memberships_of_group(&s, &t, "g").await.is_empty());
+}
+
+#[tokio::test]
+async fn simultaneous_single_member_adds_to_one_group_all_count() {
+    // The emulator serves one request at a time: 100 requests queue there,
+    // so the attempt timeout is raised (a timed-out attempt may still be
+    // served, which would test the emulator's queue, not the store).
+    let timing = Timing {
+        budget: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(10),
+        attempt_timeout: Duration::from_secs(60),
+    };
+    let s = open_with(timing).await;
+    let t = tenant("t1");
+    s.create(&t, &group("g"), &[], &[]).await.unwrap();
+    let users = seed_users(&s, &t, "u", 100).await;
+    let before = s.calls();
+    let tasks: Vec<_> = users
+        .iter()
+        .map(|id| {
+            let (s, t, id) = (s.clone(), t.clone(), id.clone());
+            tokio::spawn(async move {
+                s.update_members(&t, "g", &add(&[id.as_str()]), None, "2025-01-01T00:00:00Z")
+                    .await
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in futures::future::join_all(tasks).await {
+        versions.push(task.unwrap().unwrap().version);
+    }
+    // Each answer is the group as its own update left it.
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=101).collect::<Vec<u64>>());
+    assert_eq!(s.calls() - before, 200);
+    let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+    assert_eq!((g.version, g.member_count), (101, 100));
+    assert_eq!(member_ids(&s, &t, "g").await, users);
+    assert_eq!(s.groups_of(&t, "u00042").await.unwrap(), ["g"]);
 }
 
 #[tokio::test]
@@ -893,6 +1145,7 @@ async fn concurrent_writers_do_not_lose_updates() {
 async fn one_member_costs_the_same_in_a_small_and_a_large_group() {
     let s = open().await;
     let t = tenant("t1");
+    let (s, log) = logged(&s);
     let mut costs = Vec::new();
     for (g, size) in [("small", 10), ("large", 1000)] {
         s.create(&t, &group(g), &[], &[]).await.unwrap();
@@ -901,14 +1154,21 @@ async fn one_member_costs_the_same_in_a_small_and_a_large_group() {
         add_user(&s, &t, &newcomer).await;
         let now = "2025-01-01T00:00:00Z";
 
-        // PATCH add: one transaction, then the group read back.
+        // PATCH add: the memberships in one transaction without the group
+        // item, then one UpdateItem of the group, which returns it: no
+        // read-back.
+        log.take();
         let (g_new, add_calls) = cost(
             &s,
             s.update_members(&t, g, &add(&[newcomer.as_str()]), None, now),
         )
         .await;
-        assert_eq!(g_new.unwrap().member_count, size as u64 + 1);
-        // PATCH remove.
+        let g_new = g_new.unwrap();
+        assert_eq!(g_new.member_count, size as u64 + 1);
+        assert_eq!(log.take(), ["TransactWriteItems", "UpdateItem"]);
+        assert_eq!(s.get(&t, Kind::Group, g).await.unwrap(), Some(g_new));
+        log.take();
+        // PATCH remove: the same.
         let remove = MemberDelta {
             remove: vec![newcomer.clone()],
             ..MemberDelta::default()
@@ -916,6 +1176,7 @@ async fn one_member_costs_the_same_in_a_small_and_a_large_group() {
         let (g_new, remove_calls) = cost(&s, s.update_members(&t, g, &remove, None, now)).await;
         let g_new = g_new.unwrap();
         assert_eq!(g_new.member_count, size as u64);
+        assert_eq!(log.take(), ["TransactWriteItems", "UpdateItem"]);
         // An attribute change with one member: one transaction.
         let (r, update_calls) = cost(
             &s,
@@ -1170,6 +1431,52 @@ async fn transient_faults_are_retried_within_the_budget() {
     let u = user("u");
     s.create(&t, &u, &[], &[]).await.unwrap();
     assert_eq!(s.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_group_update_racing_a_transaction_is_retried() {
+    // DynamoDB rejects a plain write to an item that an ongoing transaction
+    // holds with TransactionConflictException: "not now", so retried.
+    const PLAIN_CONFLICT: (u16, &str) = (
+        400,
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionConflictException","message":"busy"}"#,
+    );
+    let t = tenant("t");
+    let mut g = group("g");
+    g.version = 2;
+    g.member_count = 1;
+    g.last_modified = "2025-01-01T00:00:00Z".into();
+    let doc = serde_json::to_string(&g).unwrap();
+    let updated = json!({"Attributes": {
+        "PK": {"S": "T#t"},
+        "SK": {"S": "R#Group#g"},
+        "doc": {"S": doc},
+        "ver": {"N": "2"},
+        "mc": {"N": "1"},
+        "lm": {"S": "2025-01-01T00:00:00Z"},
+    }})
+    .to_string();
+    let updated: &'static str = Box::leak(updated.into_boxed_str());
+    let s = store_at(
+        fake_dynamodb(&[OK, PLAIN_CONFLICT, PLAIN_CONFLICT, (200, updated)]),
+        Duration::from_secs(2),
+    )
+    .await;
+    let (s, log) = logged(&s);
+    let got = s
+        .update_members(&t, "g", &add(&["u"]), None, "2025-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(got, g);
+    assert_eq!(
+        log.take(),
+        [
+            "TransactWriteItems",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem"
+        ]
+    );
 }
 
 #[tokio::test]
