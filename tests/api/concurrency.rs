@@ -42,17 +42,6 @@ async fn create_users(s: &TestServer, prefix: &str, n: usize) -> Vec<String> {
     ids
 }
 
-fn member_ids(group: &Value) -> Vec<String> {
-    group["members"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|x| x["value"].as_str().expect("member value").to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simultaneous_creates_of_one_user_name() {
     let s = TestServer::start().await;

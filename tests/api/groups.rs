@@ -8,30 +8,6 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// Member ids of a group representation, sorted.
-fn member_ids(doc: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = doc["members"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| {
-                    m["value"]
-                        .as_str()
-                        .map_or_else(|| format!("<member without value: {m}>"), str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
-fn sorted(ids: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-    v.sort();
-    v
-}
-
 /// Group ids listed in a user's `groups`.
 fn group_ids(doc: &Value) -> Vec<String> {
     let mut ids: Vec<String> = doc["groups"]

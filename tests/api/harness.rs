@@ -345,3 +345,27 @@ pub fn patch_op(ops: Value) -> Value {
 pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Member ids of a group representation, sorted.
+pub fn member_ids(doc: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = doc["members"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| {
+                    m["value"]
+                        .as_str()
+                        .map_or_else(|| format!("<member without value: {m}>"), str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+pub fn sorted(ids: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+    v.sort();
+    v
+}

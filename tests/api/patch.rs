@@ -64,30 +64,6 @@ fn expect_400_one_of(r: Resp, types: &[&str]) -> Resp {
     r
 }
 
-/// Member ids of a group representation, sorted.
-fn member_ids(doc: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = doc["members"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| {
-                    m["value"]
-                        .as_str()
-                        .map_or_else(|| format!("<member without value: {m}>"), str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
-fn sorted(ids: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-    v.sort();
-    v
-}
-
 /// The emails of a user, as (type, value, primary) triples in order.
 fn emails(doc: &Value) -> Vec<(String, String, bool)> {
     doc["emails"]
