@@ -53,13 +53,60 @@ pub struct LocalConfig {
     pub public_base_url: Option<String>,
 }
 
+/// Installs the log subscriber on stderr: JSON lines (one object per event,
+/// fields at the top level) in Lambda or with `LOG_FORMAT=json`, the human
+/// format otherwise. The level comes from `RUST_LOG`, else Lambda's
+/// `AWS_LAMBDA_LOG_LEVEL`, else `info`.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let filter = EnvFilter::try_from_default_env()
+        .ok()
+        .or_else(|| {
+            env("AWS_LAMBDA_LOG_LEVEL").and_then(|l| EnvFilter::try_new(lambda_log_level(&l)).ok())
+        })
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match log_format(env) {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// How log events are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// tracing-subscriber's JSON formatter (CloudWatch Logs Insights).
+    Json,
+    /// tracing-subscriber's default human-readable format.
+    Human,
+}
+
+/// `LOG_FORMAT=json|human` wins; unset, JSON in Lambda, human elsewhere.
+pub fn log_format(lookup: impl Fn(&str) -> Option<String>) -> LogFormat {
+    match lookup("LOG_FORMAT")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("json") => LogFormat::Json,
+        Some("human" | "text" | "pretty") => LogFormat::Human,
+        _ if crate::http::observe::in_lambda(lookup) => LogFormat::Json,
+        _ => LogFormat::Human,
+    }
+}
+
+/// Lambda's log levels (`TRACE` … `FATAL`) as an `EnvFilter` directive.
+fn lambda_log_level(level: &str) -> String {
+    match level.trim().to_ascii_lowercase().as_str() {
+        "fatal" => "error".into(),
+        l => l.into(),
+    }
 }
 
 fn open_store(data_dir: &Path) -> Result<Arc<EmbeddedStore>, AppError> {
@@ -198,9 +245,13 @@ async fn shutdown_signal() {
 }
 
 /// `scim-provisioning token TENANT`: creates the tenant or replaces its token.
-pub async fn issue_token(data_dir: &Path, tenant: &str) -> Result<(), AppError> {
+pub async fn issue_token(
+    data_dir: &Path,
+    store: &StoreConfig,
+    tenant: &str,
+) -> Result<(), AppError> {
     let id = tenant_id(tenant)?;
-    let store: Arc<dyn Store> = open_store(data_dir)?;
+    let store = build_store(data_dir, store).await?;
     let token = generate_token();
     StoreTokens::new(store).set_token(&id, &token).await?;
     println!(
@@ -209,10 +260,10 @@ pub async fn issue_token(data_dir: &Path, tenant: &str) -> Result<(), AppError> 
     Ok(())
 }
 
-/// The Lambda handler: the same router behind `lambda_http`, configured
-/// from the function's environment (`STORE`, `TABLE_NAME`, `CURSOR_KEY`,
-/// `PUBLIC_BASE_URL`).
-pub async fn run_lambda() -> Result<(), AppError> {
+/// The state the Lambda handler serves, configured from the function's
+/// environment (`STORE`, `TABLE_NAME`, `CURSOR_KEY`, `PUBLIC_BASE_URL`,
+/// `SCIM_DATA_DIR`).
+pub async fn lambda_state() -> Result<AppState, AppError> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let data_dir = PathBuf::from(env("SCIM_DATA_DIR").unwrap_or_else(|| "/tmp/scim".into()));
     let store_config = match env("STORE").as_deref() {
@@ -236,13 +287,56 @@ pub async fn run_lambda() -> Result<(), AppError> {
         .map(String::into_bytes)
         .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let service = Arc::new(Service::new(store, &key));
-    let state = AppState {
+    Ok(AppState {
         service,
         tokens,
         public_base_url: env("PUBLIC_BASE_URL"),
         expose_store_calls: false,
-    };
-    lambda_http::run(router(state))
+    })
+}
+
+/// The Lambda handler: [`crate::lambda::lambda_service`] (the same router
+/// as the local server, stage-agnostic) behind `lambda_http`.
+pub async fn run_lambda() -> Result<(), AppError> {
+    let state = lambda_state().await?;
+    lambda_http::run(crate::lambda::lambda_service(state))
         .await
         .map_err(|e| AppError::Lambda(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LogFormat, lambda_log_level, log_format};
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn log_format_follows_lambda_and_log_format() {
+        assert_eq!(log_format(env(&[])), LogFormat::Human);
+        assert_eq!(log_format(env(&[("LOG_FORMAT", "json")])), LogFormat::Json);
+        assert_eq!(
+            log_format(env(&[("AWS_LAMBDA_FUNCTION_NAME", "scim")])),
+            LogFormat::Json
+        );
+        assert_eq!(
+            log_format(env(&[
+                ("AWS_LAMBDA_FUNCTION_NAME", "scim"),
+                ("LOG_FORMAT", "human")
+            ])),
+            LogFormat::Human
+        );
+    }
+
+    #[test]
+    fn lambda_log_levels_become_filters() {
+        assert_eq!(lambda_log_level("FATAL"), "error");
+        assert_eq!(lambda_log_level("WARN"), "warn");
+    }
 }

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod auth;
 pub mod http;
+pub mod lambda;
 pub mod scim;
 pub mod service;
 pub mod store;

@@ -24,12 +24,15 @@ enum Command {
     /// Serve the SCIM API over HTTP on the embedded store (the default).
     Serve(ServeArgs),
     /// Create a tenant, or give an existing one a new token (invalidating
-    /// the old one), in the embedded store. Stop the server first.
+    /// the old one). With the embedded store, stop the server first; on
+    /// DynamoDB running instances notice within 30 s (credential cache).
     Token {
         /// Tenant id (letters, digits, '-' and '_').
         tenant: String,
         #[arg(long, env = "SCIM_DATA_DIR", default_value = ".data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -56,6 +59,17 @@ struct ServeArgs {
     /// Public URL prefix for `meta.location`, e.g. https://scim.example.com.
     #[arg(long, env = "PUBLIC_BASE_URL")]
     public_base_url: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Add an `x-store-calls` header with the backend calls each answer
+    /// cost (tests; meaningful when requests do not overlap).
+    #[arg(long, env = "SCIM_EXPOSE_STORE_CALLS", hide = true)]
+    expose_store_calls: bool,
+}
+
+/// Where the data lives (serve and token alike).
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
     /// Storage backend.
     #[arg(long, env = "STORE", value_enum, default_value_t = StoreKind::Embedded)]
     store: StoreKind,
@@ -66,10 +80,18 @@ struct ServeArgs {
     /// (for the AWS emulator; `AWS_ENDPOINT_URL` points the SDK at it).
     #[arg(long, env = "SCIM_CREATE_TABLE_FROM")]
     create_table_from: Option<PathBuf>,
-    /// Add an `x-store-calls` header with the backend calls each answer
-    /// cost (tests; meaningful when requests do not overlap).
-    #[arg(long, env = "SCIM_EXPOSE_STORE_CALLS", hide = true)]
-    expose_store_calls: bool,
+}
+
+impl StoreArgs {
+    fn config(&self) -> app::StoreConfig {
+        match self.store {
+            StoreKind::Embedded => app::StoreConfig::Embedded,
+            StoreKind::Dynamodb => app::StoreConfig::DynamoDb {
+                table: self.table.clone(),
+                create_from_template: self.create_table_from.clone(),
+            },
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +118,11 @@ fn main() -> ExitCode {
         }
         let cli = Cli::parse();
         match cli.command {
-            Some(Command::Token { tenant, data_dir }) => app::issue_token(&data_dir, &tenant).await,
+            Some(Command::Token {
+                tenant,
+                data_dir,
+                store,
+            }) => app::issue_token(&data_dir, &store.config(), &tenant).await,
             Some(Command::Serve(args)) => serve(args).await,
             None => serve(ServeArgs::parse_from(std::env::args().take(1))).await,
         }
@@ -118,13 +144,7 @@ async fn serve(args: ServeArgs) -> Result<(), app::AppError> {
         demo_token: args.demo_token,
         tenants: args.tenants,
         public_base_url: args.public_base_url,
-        store: match args.store {
-            StoreKind::Embedded => app::StoreConfig::Embedded,
-            StoreKind::Dynamodb => app::StoreConfig::DynamoDb {
-                table: args.table,
-                create_from_template: args.create_table_from,
-            },
-        },
+        store: args.store.config(),
         expose_store_calls: args.expose_store_calls,
     };
     app::serve_local(config).await

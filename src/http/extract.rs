@@ -37,7 +37,7 @@ impl FromRequestParts<AppState> for Tenant {
             .ok_or_else(|| ScimError::NotFound(format!("tenant {raw:?} not found")))?;
         let origin = match &state.public_base_url {
             Some(b) => b.trim_end_matches('/').to_owned(),
-            None => {
+            None => lambda_origin(parts).unwrap_or_else(|| {
                 let host = parts
                     .headers
                     .get(header::HOST)
@@ -49,12 +49,31 @@ impl FromRequestParts<AppState> for Tenant {
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("http");
                 format!("{proto}://{host}")
-            }
+            }),
         };
         Ok(Tenant {
             base_url: format!("{origin}/scim/v2/{id}"),
             id,
         })
+    }
+}
+
+/// Behind API Gateway's own domain, the public URL includes the stage
+/// (`https://id.execute-api.region.amazonaws.com/prod`), which the Host
+/// header does not tell. Custom domains map stages themselves: configure
+/// `PUBLIC_BASE_URL` for those.
+fn lambda_origin(parts: &Parts) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    let (domain, stage) = match parts.extensions.get::<RequestContext>()? {
+        RequestContext::ApiGatewayV1(c) => (c.domain_name.clone()?, c.stage.clone()),
+        RequestContext::ApiGatewayV2(c) => (c.domain_name.clone()?, c.stage.clone()),
+        _ => return None,
+    };
+    match stage.filter(|s| !s.is_empty() && s != "$default") {
+        Some(stage) if domain.ends_with(".amazonaws.com") => {
+            Some(format!("https://{domain}/{stage}"))
+        }
+        _ => Some(format!("https://{domain}")),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod error;
 mod extract;
+pub mod observe;
 
 use std::sync::Arc;
 
@@ -38,7 +39,14 @@ pub struct AppState {
     pub expose_store_calls: bool,
 }
 
+/// The router with observability configured from the environment
+/// (see [`observe::Observe::from_env`]).
 pub fn router(state: AppState) -> Router {
+    router_with(state, observe::Observe::from_env())
+}
+
+/// The router, reporting each request as `observe` says.
+pub fn router_with(state: AppState, observe: observe::Observe) -> Router {
     let tenant_routes = Router::new()
         .route("/Users", get(list::<UserK>).post(create::<UserK>))
         .route("/Users/.search", post(search::<UserK>))
@@ -86,6 +94,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
+        ))
+        // Outermost, so it times and reports every answer, panics included.
+        .layer(axum::middleware::from_fn_with_state(
+            observe,
+            observe::observe,
         ))
         .with_state(state)
 }
