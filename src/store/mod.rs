@@ -10,6 +10,8 @@
 //!   so changing one member of a huge group touches O(1) records;
 //! * the equality lookups IdPs use are index reads, never scans.
 
+#[cfg(test)]
+mod contract;
 pub mod dynamodb;
 pub mod embedded;
 
