@@ -27,3 +27,15 @@ scripts/conformance.sh embedded
 
 log "scim2-tester conformance (DynamoDB)"
 scripts/conformance.sh dynamodb
+
+# Deployment: tests/template.rs (template vs code) already ran with
+# --all-targets above.
+log "template lint (cfn-lint, sam validate --lint)"
+scripts/template-lint.sh
+
+log "Lambda end to end (cargo lambda watch, DynamoDB)"
+scripts/lambda-e2e.sh
+
+log "Lambda package (cargo lambda build --release --arm64)"
+# The one release build of the suite: several minutes on 2 cores.
+scripts/lambda-build.sh

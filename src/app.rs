@@ -261,7 +261,8 @@ pub async fn issue_token(
 }
 
 /// The state the Lambda handler serves, configured from the function's
-/// environment (`STORE`, `TABLE_NAME`, `CURSOR_KEY`, `PUBLIC_BASE_URL`,
+/// environment (`STORE`, `TABLE_NAME`, `CURSOR_KEY_SECRET_ARN` or
+/// `CURSOR_KEY`, `PUBLIC_BASE_URL`,
 /// `SCIM_DATA_DIR`).
 pub async fn lambda_state() -> Result<AppState, AppError> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -282,10 +283,15 @@ pub async fn lambda_state() -> Result<AppState, AppError> {
     };
     let store = build_store(&data_dir, &store_config).await?;
     let tokens: Arc<dyn TokenVerifier> = Arc::new(StoreTokens::new(store.clone()));
-    // Without a configured key, cursors stay valid only within one instance.
-    let key = env("CURSOR_KEY")
-        .map(String::into_bytes)
-        .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+    // Every instance must sign cursors with the same key: the secret's,
+    // else CURSOR_KEY; a random key keeps cursors valid within one instance.
+    let key = match (env("CURSOR_KEY_SECRET_ARN"), env("CURSOR_KEY")) {
+        (Some(arn), _) => crate::secrets::cursor_key(&arn)
+            .await
+            .map_err(AppError::Config)?,
+        (None, Some(k)) => k.into_bytes(),
+        (None, None) => rand::random::<[u8; 32]>().to_vec(),
+    };
     let service = Arc::new(Service::new(store, &key));
     Ok(AppState {
         service,

@@ -5,5 +5,6 @@ pub mod auth;
 pub mod http;
 pub mod lambda;
 pub mod scim;
+pub mod secrets;
 pub mod service;
 pub mod store;
