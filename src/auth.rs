@@ -41,26 +41,34 @@ pub fn generate_token() -> String {
 /// How long a tenant's token hash is trusted from memory. This bounds how
 /// long a rotated-out token keeps working on an instance that saw it, and
 /// saves a store read on every other request.
+/// `SCIM_CREDENTIAL_CACHE_SECS` overrides it (tests that count backend
+/// calls across long pauses).
 const CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Verifies against the tenant records of a [`Store`].
 pub struct StoreTokens {
     store: Arc<dyn Store>,
     cache: Mutex<HashMap<TenantId, (String, Instant)>>,
+    ttl: Duration,
 }
 
 impl StoreTokens {
     pub fn new(store: Arc<dyn Store>) -> StoreTokens {
+        let ttl = std::env::var("SCIM_CREDENTIAL_CACHE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(CACHE_TTL, Duration::from_secs);
         StoreTokens {
             store,
             cache: Mutex::new(HashMap::new()),
+            ttl,
         }
     }
 
     async fn current_hash(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         if let Ok(cache) = self.cache.lock()
             && let Some((hash, at)) = cache.get(tenant)
-            && at.elapsed() < CACHE_TTL
+            && at.elapsed() < self.ttl
         {
             return Ok(Some(hash.clone()));
         }

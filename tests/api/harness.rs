@@ -39,6 +39,7 @@ pub fn backend() -> Backend {
 
 pub struct TestServer {
     backend: Backend,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// DynamoDB table of this server (one per test, so tests run in parallel).
     table: String,
@@ -149,6 +150,11 @@ impl TestServer {
     /// A server on a given backend; DynamoDB needs the emulator that
     /// `AWS_ENDPOINT_URL` points at (scripts/test.sh starts it).
     pub async fn start_on(backend: Backend) -> TestServer {
+        TestServer::start_with(backend, &[]).await
+    }
+
+    /// With extra environment for the server process.
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> TestServer {
         if backend == Backend::DynamoDb {
             assert!(
                 std::env::var_os("AWS_ENDPOINT_URL").is_some(),
@@ -158,6 +164,10 @@ impl TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let mut s = TestServer {
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             backend,
             child: None,
             table: format!("scim-test-{}", uuid::Uuid::new_v4().simple()),
@@ -205,6 +215,7 @@ impl TestServer {
             .env("DYNAMODB_RETRY_BUDGET_MS", "60000")
             .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "30000");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut child = cmd.spawn().expect("start the server binary");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();

@@ -166,7 +166,7 @@ where
                 DisplayErrorContext(&err)
             ))));
         }
-        tracing::debug!(what, attempt, ?delay, "retrying a transient DynamoDB fault");
+        tracing::warn!(what, attempt, ?delay, error = %DisplayErrorContext(&err), "retrying a transient DynamoDB fault");
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
