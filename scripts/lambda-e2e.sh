@@ -10,8 +10,6 @@
 # The Lambda entry creates no tenant, so the table and the tenant are made
 # first, with the operator's command
 #   scim-provisioning token TENANT --store dynamodb --table T --create-table-from template.yaml
-# (or, with a binary whose token command lacks --store, by starting the
-# local server once on the table with --demo-token).
 #   scripts/lambda-e2e.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -45,24 +43,15 @@ fail() {
 
 # ---- the table and the tenant
 log "table $table and tenant $tenant on DynamoDB ($AWS_ENDPOINT_URL)"
-if "$bin" token --help 2>/dev/null | grep -q -- '--store'; then
-  # The operator's command (infra/README.md), plus table creation for the emulator.
-  out="$(RUST_LOG=warn "$bin" token "$tenant" --store dynamodb --table "$table" \
-    --create-table-from template.yaml 2>"$work/token.log")" || fail "token --store dynamodb: $out"
-  token="$(printf '%s\n' "$out" | sed -n 's/^Secret Token: *//p' | head -1)"
-  [ -n "$token" ] || fail "token --store dynamodb printed no Secret Token: $out"
-  echo "tenant created by: $BIN token $tenant --store dynamodb --table $table --create-table-from template.yaml"
-else
-  # Older binaries: the local server creates table and tenant at its start.
-  port="$(free_port)"
-  RUST_LOG=warn "$bin" serve --port "$port" --data-dir "$work/data" --store dynamodb --table "$table" \
-    --create-table-from template.yaml --demo-tenant "$tenant" --demo-token "$token" >"$work/bootstrap.log" 2>&1 &
-  boot=$!
-  wait_for_http "http://127.0.0.1:$port/scim/v2/$tenant/ServiceProviderConfig" 60 || fail "bootstrap server did not start"
-  kill "$boot"
-  wait "$boot" 2>/dev/null || true
-  echo "tenant created by: $BIN serve --demo-token (this binary's token command has no --store)"
-fi
+# Tenants' credentials live in Secrets Manager, as on AWS.
+secret_prefix="scim-e2e-$RANDOM$RANDOM/tenants/"
+# The operator's command (infra/README.md), plus table creation for the emulator.
+out="$(RUST_LOG=warn "$bin" token "$tenant" --store dynamodb --table "$table" \
+  --tenant-secret-prefix "$secret_prefix" \
+  --create-table-from template.yaml 2>"$work/token.log")" || fail "token --store dynamodb: $out"
+token="$(printf '%s\n' "$out" | sed -n 's/^Secret Token: *//p' | head -1)"
+[ -n "$token" ] || fail "token --store dynamodb printed no Secret Token: $out"
+echo "tenant created by: $BIN token $tenant --store dynamodb --table $table --tenant-secret-prefix $secret_prefix --create-table-from template.yaml"
 
 # ---- the cursor key, as on AWS: a Secrets Manager secret (in the emulator)
 secret_arn="$("$VENV/bin/python" - "$table" "$cursor_key" <<'PY'
@@ -78,6 +67,7 @@ log "cargo lambda watch on 127.0.0.1:$lport"
 setsid cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$lport" \
   --bin "$BIN" \
   --env-var STORE=dynamodb --env-var "TABLE_NAME=$table" --env-var "CURSOR_KEY_SECRET_ARN=$secret_arn" \
+  --env-var "TENANT_SECRET_PREFIX=$secret_prefix" \
   --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var AWS_REGION=us-east-1 \
   --env-var AWS_ACCESS_KEY_ID=test --env-var AWS_SECRET_ACCESS_KEY=test \
   --env-var AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true --env-var RUST_LOG=info \

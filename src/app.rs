@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::auth::{StoreTokens, TokenVerifier, generate_token};
+use crate::auth::{TokenVerifier, Tokens, generate_token};
 use crate::http::{AppState, router};
 use crate::scim::model::TenantId;
+use crate::secrets::SecretsManagerCredentials;
 use crate::service::Service;
 use crate::store::Store;
 use crate::store::dynamodb::{self, DynamoStore};
@@ -43,6 +44,8 @@ pub enum StoreConfig {
 
 pub struct LocalConfig {
     pub addr: SocketAddr,
+    /// Keep tenants' token hashes in Secrets Manager under this prefix.
+    pub tenant_secret_prefix: Option<String>,
     pub data_dir: PathBuf,
     pub store: StoreConfig,
     /// Answer with an `x-store-calls` header (backend calls made while serving).
@@ -165,16 +168,27 @@ pub async fn build_store(
     }
 }
 
+/// The credential verifier: token hashes in Secrets Manager (one secret per
+/// tenant under `secret_prefix`) or, without a prefix, in the data store.
+pub async fn build_tokens(store: &Arc<dyn Store>, secret_prefix: Option<&str>) -> Tokens {
+    match secret_prefix {
+        Some(prefix) => Tokens::new(Arc::new(
+            SecretsManagerCredentials::from_env(prefix.to_owned()).await,
+        )),
+        None => Tokens::in_store(store.clone()),
+    }
+}
+
 pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
     let store = build_store(&config.data_dir, &config.store).await?;
     let dyn_store: Arc<dyn Store> = store.clone();
-    let tokens = Arc::new(StoreTokens::new(dyn_store.clone()));
+    let tokens = Arc::new(build_tokens(&dyn_store, config.tenant_secret_prefix.as_deref()).await);
 
     let demo = tenant_id(&config.demo_tenant)?;
     let mut announce_token = None;
     match &config.demo_token {
         Some(t) => tokens.set_token(&demo, t).await?,
-        None if store.get_tenant(&demo).await?.is_none() => {
+        None if !tokens.has_credentials(&demo).await? => {
             let t = generate_token();
             tokens.set_token(&demo, &t).await?;
             announce_token = Some(t);
@@ -248,12 +262,16 @@ async fn shutdown_signal() {
 pub async fn issue_token(
     data_dir: &Path,
     store: &StoreConfig,
+    tenant_secret_prefix: Option<&str>,
     tenant: &str,
 ) -> Result<(), AppError> {
     let id = tenant_id(tenant)?;
     let store = build_store(data_dir, store).await?;
     let token = generate_token();
-    StoreTokens::new(store).set_token(&id, &token).await?;
+    build_tokens(&store, tenant_secret_prefix)
+        .await
+        .set_token(&id, &token)
+        .await?;
     println!(
         "Tenant URL path: /scim/v2/{id}\nSecret Token:    {token}\n(earlier tokens of {id} no longer work)"
     );
@@ -282,7 +300,8 @@ pub async fn lambda_state() -> Result<AppState, AppError> {
         }
     };
     let store = build_store(&data_dir, &store_config).await?;
-    let tokens: Arc<dyn TokenVerifier> = Arc::new(StoreTokens::new(store.clone()));
+    let tokens: Arc<dyn TokenVerifier> =
+        Arc::new(build_tokens(&store, env("TENANT_SECRET_PREFIX").as_deref()).await);
     // Every instance must sign cursors with the same key: the secret's,
     // else CURSOR_KEY; a random key keeps cursors valid within one instance.
     let key = match (env("CURSOR_KEY_SECRET_ARN"), env("CURSOR_KEY")) {

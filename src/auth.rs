@@ -40,29 +40,69 @@ pub fn generate_token() -> String {
 
 /// How long a tenant's token hash is trusted from memory. This bounds how
 /// long a rotated-out token keeps working on an instance that saw it, and
-/// saves a store read on every other request.
+/// saves a read on every other request.
 /// `SCIM_CREDENTIAL_CACHE_SECS` overrides it (tests that count backend
 /// calls across long pauses).
 const CACHE_TTL: Duration = Duration::from_secs(30);
 
-/// Verifies against the tenant records of a [`Store`].
-pub struct StoreTokens {
-    store: Arc<dyn Store>,
+/// Where tenants' token hashes live: the data store locally, Secrets
+/// Manager on AWS.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The current token hash of a tenant, if it has credentials.
+    async fn token_hash(&self, tenant: &TenantId) -> Result<Option<String>, StoreError>;
+    /// Replaces the tenant's token hash; earlier tokens stop working.
+    async fn put_token_hash(&self, tenant: &TenantId, sha256: &str) -> Result<(), StoreError>;
+}
+
+/// Token hashes in the tenant records of a [`Store`].
+pub struct StoreCredentials(pub Arc<dyn Store>);
+
+#[async_trait]
+impl CredentialStore for StoreCredentials {
+    async fn token_hash(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+        Ok(self.0.get_tenant(tenant).await?.map(|r| r.token_sha256))
+    }
+
+    async fn put_token_hash(&self, tenant: &TenantId, sha256: &str) -> Result<(), StoreError> {
+        let created = match self.0.get_tenant(tenant).await? {
+            Some(r) => r.created,
+            None => crate::service::now_rfc3339(),
+        };
+        self.0
+            .put_tenant(&TenantRecord {
+                id: tenant.clone(),
+                token_sha256: sha256.to_owned(),
+                created,
+            })
+            .await
+    }
+}
+
+/// The verifier: a short-lived cache over a [`CredentialStore`] and a
+/// constant-time comparison of hashes.
+pub struct Tokens {
+    source: Arc<dyn CredentialStore>,
     cache: Mutex<HashMap<TenantId, (String, Instant)>>,
     ttl: Duration,
 }
 
-impl StoreTokens {
-    pub fn new(store: Arc<dyn Store>) -> StoreTokens {
+impl Tokens {
+    pub fn new(source: Arc<dyn CredentialStore>) -> Tokens {
         let ttl = std::env::var("SCIM_CREDENTIAL_CACHE_SECS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(CACHE_TTL, Duration::from_secs);
-        StoreTokens {
-            store,
+        Tokens {
+            source,
             cache: Mutex::new(HashMap::new()),
             ttl,
         }
+    }
+
+    /// Token hashes kept in the tenant records of the data store.
+    pub fn in_store(store: Arc<dyn Store>) -> Tokens {
+        Tokens::new(Arc::new(StoreCredentials(store)))
     }
 
     async fn current_hash(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
@@ -72,30 +112,24 @@ impl StoreTokens {
         {
             return Ok(Some(hash.clone()));
         }
-        let Some(record) = self.store.get_tenant(tenant).await? else {
+        let Some(hash) = self.source.token_hash(tenant).await? else {
             return Ok(None);
         };
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(
-                tenant.clone(),
-                (record.token_sha256.clone(), Instant::now()),
-            );
+            cache.insert(tenant.clone(), (hash.clone(), Instant::now()));
         }
-        Ok(Some(record.token_sha256))
+        Ok(Some(hash))
+    }
+
+    /// Whether the tenant has credentials at all (uncached).
+    pub async fn has_credentials(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        Ok(self.source.token_hash(tenant).await?.is_some())
     }
 
     /// Sets the tenant's token, invalidating every earlier one.
     pub async fn set_token(&self, tenant: &TenantId, token: &str) -> Result<(), StoreError> {
-        let created = match self.store.get_tenant(tenant).await? {
-            Some(r) => r.created,
-            None => crate::service::now_rfc3339(),
-        };
-        self.store
-            .put_tenant(&TenantRecord {
-                id: tenant.clone(),
-                token_sha256: hash_token(token),
-                created,
-            })
+        self.source
+            .put_token_hash(tenant, &hash_token(token))
             .await?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(tenant);
@@ -105,7 +139,7 @@ impl StoreTokens {
 }
 
 #[async_trait]
-impl TokenVerifier for StoreTokens {
+impl TokenVerifier for Tokens {
     async fn verify(&self, tenant: &TenantId, token: &str) -> Result<bool, StoreError> {
         let Some(expected) = self.current_hash(tenant).await? else {
             return Ok(false);

@@ -80,9 +80,19 @@ struct StoreArgs {
     /// (for the AWS emulator; `AWS_ENDPOINT_URL` points the SDK at it).
     #[arg(long, env = "SCIM_CREATE_TABLE_FROM")]
     create_table_from: Option<PathBuf>,
+    /// Keep tenants' token hashes in Secrets Manager, one secret per tenant
+    /// named PREFIX{tenant} (as on AWS), instead of in the data store.
+    #[arg(long, env = "TENANT_SECRET_PREFIX")]
+    tenant_secret_prefix: Option<String>,
 }
 
 impl StoreArgs {
+    fn secret_prefix(&self) -> Option<&str> {
+        self.tenant_secret_prefix
+            .as_deref()
+            .filter(|p| !p.is_empty())
+    }
+
     fn config(&self) -> app::StoreConfig {
         match self.store {
             StoreKind::Embedded => app::StoreConfig::Embedded,
@@ -122,7 +132,9 @@ fn main() -> ExitCode {
                 tenant,
                 data_dir,
                 store,
-            }) => app::issue_token(&data_dir, &store.config(), &tenant).await,
+            }) => {
+                app::issue_token(&data_dir, &store.config(), store.secret_prefix(), &tenant).await
+            }
             Some(Command::Serve(args)) => serve(args).await,
             None => serve(ServeArgs::parse_from(std::env::args().take(1))).await,
         }
@@ -138,6 +150,7 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), app::AppError> {
     let config = LocalConfig {
+        tenant_secret_prefix: args.store.secret_prefix().map(str::to_owned),
         addr: SocketAddr::new(args.bind, args.port),
         data_dir: args.data_dir,
         demo_tenant: args.demo_tenant,

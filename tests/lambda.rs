@@ -18,7 +18,7 @@ use base64::Engine;
 use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Adapter, Context, LambdaEvent};
-use scim_provisioning::auth::StoreTokens;
+use scim_provisioning::auth::Tokens;
 use scim_provisioning::http::observe::{Observe, RequestRecord, emf_line};
 use scim_provisioning::http::{AppState, router, router_with};
 use scim_provisioning::lambda::{LambdaService, lambda_service, lambda_service_from};
@@ -45,7 +45,7 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("scim.redb")).unwrap());
-    let tokens = Arc::new(StoreTokens::new(store.clone()));
+    let tokens = Arc::new(Tokens::in_store(store.clone()));
     tokens
         .set_token(&TenantId::parse("acme").unwrap(), TOKEN)
         .await

@@ -577,11 +577,22 @@ fn the_role_grants_only_this_stacks_secret_logs_and_no_email_yet() {
                 "secretsmanager" => {
                     assert_eq!(
                         a, "secretsmanager:GetSecretValue",
-                        "{policy}: the function only reads its secret"
+                        "{policy}: the function only reads secrets"
                     );
+                    // The cursor key, or the tenants' secrets under the
+                    // prefix the function is given, and nothing else.
+                    let tenant_secrets = resources.len() == 1
+                        && intrinsic(resources[0]).is_some_and(|(f, v)| {
+                            f == "Sub"
+                                && v.as_str().is_some_and(|arn| {
+                                    arn.ends_with(":secret:${AWS::StackName}/tenants/*")
+                                        && arn.starts_with("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:")
+                                })
+                        });
                     assert!(
-                        resources.len() == 1 && refers_to(resources[0], &secret),
-                        "{policy}: GetSecretValue only on !Ref {secret}"
+                        (resources.len() == 1 && refers_to(resources[0], &secret))
+                            || tenant_secrets,
+                        "{policy}: GetSecretValue only on !Ref {secret} or this stack's tenants/* secrets"
                     );
                 }
                 "logs" => {

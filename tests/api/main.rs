@@ -6,6 +6,7 @@ mod harness;
 
 mod concurrency;
 mod costs;
+mod credentials;
 mod discovery;
 mod durability;
 mod errors;
