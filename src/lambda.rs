@@ -15,8 +15,9 @@
 //! does not depend on that environment variable.
 //!
 //! Links the service generates (`Location`, `meta.location`) come from
-//! `PUBLIC_BASE_URL`, or else from the Host header without the stage: behind
-//! a named stage, set `PUBLIC_BASE_URL` to `https://{host}/{stage}`.
+//! `PUBLIC_BASE_URL`, or else from the request context: on an
+//! `execute-api` host they include the stage (`https://{host}/{stage}`);
+//! a custom domain with a base-path mapping needs `PUBLIC_BASE_URL`.
 
 use axum::Router;
 use axum::http::Uri;
