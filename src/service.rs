@@ -295,12 +295,7 @@ impl Service {
         proj: &Projection,
     ) -> ScimResult<Reply> {
         let doc = self.represent(ctx, r, proj, false).await?;
-        Ok(Reply {
-            status,
-            body: Some(proj.apply(r.kind, doc)),
-            etag: Some(render::etag(r.version)),
-            location: Some(render::location(&ctx.base_url, r.kind, &r.id)),
-        })
+        Ok(rendered(ctx, status, r, doc, proj))
     }
 
     /// Members named by a client, with their kinds; all must exist.
@@ -371,12 +366,7 @@ impl Service {
             .await
             .map_err(|e| store_err(kind, e))?;
         let doc = render::render(kind, &r, &ctx.base_url, Some(&members), Some(&[]));
-        Ok(Reply {
-            status: 201,
-            body: Some(proj.apply(kind, doc)),
-            etag: Some(render::etag(r.version)),
-            location: Some(render::location(&ctx.base_url, kind, &r.id)),
-        })
+        Ok(rendered(ctx, 201, &r, doc, proj))
     }
 
     pub async fn get(
@@ -387,6 +377,15 @@ impl Service {
         proj: &Projection,
         cond: &Conditions,
     ) -> ScimResult<Reply> {
+        // A user's groups are read alongside the user (one round trip, not
+        // two) when the answer shows them and no 304 is likely.
+        let prefetch =
+            kind == Kind::User && cond.if_none_match.is_none() && proj.wants(Kind::User, "groups");
+        if prefetch {
+            let (r, groups) = tokio::try_join!(self.load(ctx, kind, id), self.groups_of(ctx, id))?;
+            let doc = render::render(kind, &r, &ctx.base_url, None, Some(&groups));
+            return Ok(rendered(ctx, 200, &r, doc, proj));
+        }
         let r = self.load(ctx, kind, id).await?;
         if let Some(h) = &cond.if_none_match {
             let hit = match render::parse_etags(h) {
@@ -874,6 +873,16 @@ impl Service {
             Lookup::Key(key) => self.store.find_by_key(&ctx.tenant, kind, &key).await,
         }
         .map_err(|e| store_err(kind, e))
+    }
+}
+
+/// A single-resource answer from its full representation.
+fn rendered(ctx: &Ctx, status: u16, r: &StoredResource, doc: Value, proj: &Projection) -> Reply {
+    Reply {
+        status,
+        body: Some(proj.apply(r.kind, doc)),
+        etag: Some(render::etag(r.version)),
+        location: Some(render::location(&ctx.base_url, r.kind, &r.id)),
     }
 }
 
