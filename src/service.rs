@@ -346,6 +346,7 @@ impl Service {
         proj: &Projection,
     ) -> ScimResult<Reply> {
         let input = resource::parse_input(kind, body)?;
+        resource::check_size(&input.attrs)?;
         let members = match &input.members {
             Some(m) => self.resolve_members(ctx, m).await?,
             None => Vec::new(),
@@ -417,6 +418,7 @@ impl Service {
         proj: &Projection,
     ) -> ScimResult<Reply> {
         let input = resource::parse_input(kind, body)?;
+        resource::check_size(&input.attrs)?;
         if input
             .members
             .as_ref()
@@ -502,6 +504,7 @@ impl Service {
             let cur = self.load(ctx, kind, id).await?;
             let pinned = check_if_match(cond, cur.version)?;
             let patched = patch::apply(kind, id, &cur.attrs, &ops)?;
+            resource::check_size(&patched.attrs)?;
             let delta = self.member_delta(ctx, id, &patched.member_ops).await?;
             let written = if patched.attrs == cur.attrs {
                 if delta.is_empty() {

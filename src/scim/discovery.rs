@@ -8,6 +8,9 @@ use super::schema::{ALL_SCHEMAS, Kind, SPC_URN};
 
 /// Largest accepted request body, in bytes (larger ones get 413).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest stored representation of one resource (its attributes as
+/// JSON), well under DynamoDB's 400 KB item limit, the same for every store.
+pub const MAX_RESOURCE_BYTES: usize = 256 * 1024;
 /// Most operations one PATCH may carry.
 pub const MAX_PATCH_OPERATIONS: usize = 1000;
 

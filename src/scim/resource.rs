@@ -537,3 +537,17 @@ pub fn check_immutable(
     }
     Ok(())
 }
+
+/// A resource must fit every store: see [`super::discovery::MAX_RESOURCE_BYTES`].
+pub fn check_size(attrs: &Map<String, Value>) -> ScimResult<()> {
+    let size = serde_json::to_vec(attrs)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    let max = super::discovery::MAX_RESOURCE_BYTES;
+    if size > max {
+        return Err(ScimError::invalid_value(format!(
+            "the resource's attributes take {size} bytes; at most {max} are allowed"
+        )));
+    }
+    Ok(())
+}

@@ -207,11 +207,37 @@ async fn body_over_one_mib_is_413() {
     let got = s.get(&format!("/Users/{id}")).await.expect(200);
     assert!(got.body.get("title").is_none());
 
-    // Just under the limit is not a 413.
+    // Just under the body limit is not a 413, but a resource that large
+    // fits no store: a clear 400 on every store, nothing written.
     let mut u = user("almost@example.com");
     u["displayName"] = json!("x".repeat(1000 * 1000));
     let r = s.post("/Users", u).await;
-    assert_ne!(r.status, 413, "{}", r.body);
+    r.expect_error(400, Some("invalidValue"));
+    let found = s
+        .get(&format!(
+            "/Users?filter={}",
+            enc("userName eq \"almost@example.com\"")
+        ))
+        .await
+        .expect(200);
+    assert_eq!(found.total(), 0);
+    // Large but within the resource limit is stored.
+    let mut u = user("big@example.com");
+    u["displayName"] = json!("x".repeat(200 * 1024));
+    s.post("/Users", u).await.expect(201);
+    // A PATCH that would grow a resource past the limit changes nothing.
+    let p = patch_op(json!([{"op": "replace", "path": "title", "value": "y".repeat(300 * 1024)}]));
+    s.patch(&format!("/Users/{id}"), p)
+        .await
+        .expect_error(400, Some("invalidValue"));
+    assert!(
+        s.get(&format!("/Users/{id}"))
+            .await
+            .expect(200)
+            .body
+            .get("title")
+            .is_none()
+    );
 }
 
 // ---------------------------------------------------------------------------
