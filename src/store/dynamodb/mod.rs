@@ -833,21 +833,21 @@ impl DynamoStore {
         }
     }
 
-    /// Every member id of a group, for a `clear`.
-    async fn all_member_ids(&self, t: &TenantId, group: &str) -> Result<Vec<String>, StoreError> {
+    /// The sort keys of a partition under `prefix`, without the prefix
+    /// (member ids of a group, group ids of a member): one Query.
+    async fn sk_suffixes(&self, pk: String, prefix: &str) -> Result<Vec<String>, StoreError> {
         let items = self
-            .query(
-                group_pk(t, group),
-                SkRange::Prefix("M#".into()),
-                None,
-                true,
-                None,
-            )
+            .query(pk, SkRange::Prefix(prefix.into()), None, true, None)
             .await?;
         items
             .iter()
-            .map(|i| sk_suffix(i, "M#").map(str::to_owned))
+            .map(|i| sk_suffix(i, prefix).map(str::to_owned))
             .collect()
+    }
+
+    /// Every member id of a group, for a `clear`.
+    async fn all_member_ids(&self, t: &TenantId, group: &str) -> Result<Vec<String>, StoreError> {
+        self.sk_suffixes(group_pk(t, group), "M#").await
     }
 
     /// The membership writes a delta needs. Presence is known only after a
@@ -1598,19 +1598,8 @@ impl Store for DynamoStore {
         if !id_ok(member_id) {
             return Ok(Vec::new());
         }
-        let items = self
-            .query(
-                member_of_pk(tenant, member_id),
-                SkRange::Prefix("G#".into()),
-                None,
-                true,
-                None,
-            )
-            .await?;
-        items
-            .iter()
-            .map(|i| sk_suffix(i, "G#").map(str::to_owned))
-            .collect()
+        self.sk_suffixes(member_of_pk(tenant, member_id), "G#")
+            .await
     }
 
     /// One Query per member (DynamoDB has no multi-partition query), sent

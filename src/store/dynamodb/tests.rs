@@ -42,11 +42,14 @@ fn endpoint() -> &'static str {
             // process exits, however it exits, and exits itself if moto
             // does. The child is kept (never waited for) so that its stdin
             // stays open until then.
+            // The project's launcher (one request at a time, like
+            // scripts/test.sh uses): moto's threaded server races on
+            // transactions and would make these tests flaky.
+            let root = env!("CARGO_MANIFEST_DIR");
             let script = format!(
                 "exec 3<&0
-                 (if command -v moto_server >/dev/null 2>&1
-                  then exec moto_server -H 127.0.0.1 -p {port}
-                  else exec python3 -m moto.server -H 127.0.0.1 -p {port}; fi) >/dev/null 2>&1 &
+                 py={root}/.venv/bin/python; [ -x \"$py\" ] || py=python3
+                 \"$py\" {root}/scripts/moto_server.py {port} >/dev/null 2>&1 &
                  m=$!
                  (read _ <&3; kill -KILL $m) &
                  wait $m"
