@@ -18,6 +18,42 @@ ensure_python_tools() {
   fi
 }
 
+# Headless Chromium for the page tests: Debian's chromium package (browser
+# downloads don't work here) driven by playwright-core from tests/browser,
+# installed once per package-lock.json change. Exports SCIM_TEST_BROWSER=1
+# and CHROMIUM for the tests that use tests/browser/*.mjs.
+ensure_browser() {
+  local dir="$ROOT/tests/browser" stamp="$ROOT/tests/browser/node_modules/.scim-installed-lock"
+  local sudo="" apt_log
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing Chromium (Debian package)"
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+      sudo="sudo"
+    fi
+    apt_log="$(mktemp)"
+    # A machine whose package lists are missing or stale needs an update first.
+    if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >"$apt_log" 2>&1; then
+      if ! { $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } >"$apt_log" 2>&1; then
+        tail -n 30 "$apt_log" >&2
+        echo "could not install Debian's chromium package" >&2
+        return 1
+      fi
+    fi
+    rm -f "$apt_log"
+  fi
+  if ! command -v npm >/dev/null 2>&1 \
+    || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+    echo "the page tests need Node.js 20 or later with npm (playwright-core requires it)" >&2
+    return 1
+  fi
+  if [ ! -d "$dir/node_modules/playwright-core" ] || ! cmp -s "$dir/package-lock.json" "$stamp" 2>/dev/null; then
+    log "installing the browser test tools (npm ci in tests/browser)"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent)
+    cp "$dir/package-lock.json" "$stamp"
+  fi
+  export SCIM_TEST_BROWSER=1 CHROMIUM=/usr/bin/chromium
+}
+
 # A free TCP port on loopback.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

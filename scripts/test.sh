@@ -7,6 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 ensure_python_tools
+ensure_browser
 start_moto
 
 log "cargo fmt --check"
