@@ -1,7 +1,11 @@
 //! `template.yaml` against the code it deploys: the table is the one the
 //! DynamoDB store expects, the function gets every environment variable the
-//! Lambda entry reads, and its role grants exactly the DynamoDB actions the
-//! store calls (derived by reading `src/store/dynamodb/`), nothing more.
+//! Lambda entry reads (and the template sets none it ignores), its role
+//! grants exactly the DynamoDB actions the store calls (derived by reading
+//! `src/store/dynamodb/`) and the Secrets Manager calls the code makes, SES
+//! only from the sender while the code sends email, and the API routes the
+//! admin API (AWS_IAM), the credential pages and the Tenant URLs the code
+//! serves.
 //!
 //! Run: `cargo test --test template`.
 
@@ -15,6 +19,10 @@ use serde_norway::Value;
 
 const TABLE: &str = "ScimTable";
 const SECRET_ENV: &str = "CURSOR_KEY_SECRET_ARN";
+/// `TENANT_SECRET_PREFIX`, as the template writes it.
+const TENANT_PREFIX: &str = "${AWS::StackName}/tenants/";
+const API: &str = "ScimApi";
+const ADMIN_POLICY: &str = "AdminApiInvokePolicy";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -105,6 +113,49 @@ fn values(v: &Value) -> Vec<&Value> {
         Value::Sequence(s) => s.iter().collect(),
         other => vec![other],
     }
+}
+
+/// The items of a list, some of which may be
+/// `!If [Condition, item, !Ref AWS::NoValue]`: each with the condition it
+/// exists under (`!Condition` for an else branch).
+fn conditional_items(v: &Value) -> Vec<(Option<String>, &Value)> {
+    let mut out = Vec::new();
+    for item in values(v) {
+        match intrinsic(item) {
+            Some((f, arg)) if f == "If" => {
+                let parts = arg.as_sequence().expect("!If [condition, then, else]");
+                assert_eq!(parts.len(), 3, "!If [condition, then, else]");
+                let cond = parts[0].as_str().expect("a condition name");
+                for (branch, when) in [
+                    (&parts[1], cond.to_owned()),
+                    (&parts[2], format!("!{cond}")),
+                ] {
+                    if !refers_to(branch, "AWS::NoValue") {
+                        out.push((Some(when), branch));
+                    }
+                }
+            }
+            _ => out.push((None, item)),
+        }
+    }
+    out
+}
+
+/// `!Sub "…"` with this exact string?
+fn sub_is(v: &Value, s: &str) -> bool {
+    matches!(intrinsic(v), Some((f, arg)) if f == "Sub" && arg.as_str() == Some(s))
+}
+
+fn parameter<'a>(t: &'a Value, name: &str) -> &'a Value {
+    t.get("Parameters")
+        .and_then(|p| p.get(name))
+        .unwrap_or_else(|| panic!("template has no parameter {name}"))
+}
+
+fn output<'a>(t: &'a Value, name: &str) -> &'a Value {
+    t.get("Outputs")
+        .and_then(|o| o.get(name))
+        .unwrap_or_else(|| panic!("template has no output {name}"))
 }
 
 /// The one `AWS::Serverless::Function`.
@@ -324,6 +375,33 @@ fn the_function_gets_every_variable_the_lambda_entry_reads() {
         var("CURSOR_KEY").is_none(),
         "no plaintext key in the function configuration: use {SECRET_ENV}"
     );
+    assert!(
+        var("TENANT_SECRET_PREFIX").is_some_and(|v| sub_is(v, TENANT_PREFIX)),
+        "TENANT_SECRET_PREFIX must be !Sub {TENANT_PREFIX} (the prefix the role's grant covers)"
+    );
+    // Credentials emails: the sender only when there is one (the role's SES
+    // grant has the same condition), the link lifetime from its parameter.
+    let sender = var("SENDER_EMAIL").and_then(intrinsic);
+    assert!(
+        sender.as_ref().is_some_and(|(f, arg)| f == "If"
+            && arg.as_sequence().is_some_and(|a| a.len() == 3
+                && a[0].as_str() == Some("HasSenderEmail")
+                && refers_to(&a[1], "SenderEmail")
+                && refers_to(&a[2], "AWS::NoValue"))),
+        "SENDER_EMAIL must be !If [HasSenderEmail, !Ref SenderEmail, !Ref AWS::NoValue]"
+    );
+    assert!(
+        var("REVEAL_TTL_SECS").is_some_and(|v| refers_to(v, "RevealLinkTtlSeconds")),
+        "REVEAL_TTL_SECS must be !Ref RevealLinkTtlSeconds"
+    );
+    let ttl = parameter(&t, "RevealLinkTtlSeconds");
+    assert_eq!(str_of(ttl, "Type"), Some("Number"));
+    let num = |k: &str| ttl.get(k).and_then(Value::as_u64);
+    assert_eq!(
+        (num("Default"), num("MinValue"), num("MaxValue")),
+        (Some(86_400), Some(300), Some(604_800)),
+        "RevealLinkTtlSeconds: default a day, 5 minutes to 7 days"
+    );
 
     // And everything the code reads is either set or known to be optional.
     let read = env_read_by_lambda_entry();
@@ -341,6 +419,36 @@ fn the_function_gets_every_variable_the_lambda_entry_reads() {
         missing.is_empty(),
         "the Lambda entry reads {missing:?}, which template.yaml does not set \
          (set it in the function's Environment, or add it to OPTIONAL_ENV with the reason)"
+    );
+}
+
+/// Variables the template sets that the Lambda entry itself does not read.
+const SET_BUT_READ_ELSEWHERE: &[(&str, &str)] = &[(
+    "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+    "read by lambda_http, not by our code",
+)];
+
+#[test]
+fn every_variable_the_template_sets_is_read_by_the_lambda_entry() {
+    let t = template();
+    let res = resources(&t);
+    let (name, f) = function(&res);
+    let env = props(f, name)
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping)
+        .expect("the function has Environment.Variables");
+    let read = env_read_by_lambda_entry();
+    let unread: Vec<_> = env
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .filter(|n| !read.contains(*n))
+        .filter(|n| !SET_BUT_READ_ELSEWHERE.iter().any(|(o, _)| o == n))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "template.yaml sets {unread:?}, which the Lambda entry never reads \
+         (a setting nobody reads is a silent misconfiguration); the entry reads {read:?}"
     );
 }
 
@@ -449,8 +557,17 @@ fn dynamodb_actions_in_code() -> BTreeMap<String, String> {
     actions
 }
 
-/// Every statement of the function's role, with the policy it is in.
-fn role_statements(res: &BTreeMap<String, Value>) -> Vec<(String, Value)> {
+/// One statement of the function's role: the policy it is in, the
+/// template condition it exists under (a policy or statement wrapped in
+/// `!If`), and the statement.
+struct Grant {
+    policy: String,
+    condition: Option<String>,
+    statement: Value,
+}
+
+/// Every statement of the function's role.
+fn role_statements(res: &BTreeMap<String, Value>) -> Vec<Grant> {
     let (name, f) = function(res);
     let p = props(f, name);
     assert!(
@@ -470,18 +587,40 @@ fn role_statements(res: &BTreeMap<String, Value>) -> Vec<(String, Value)> {
         rp.get("ManagedPolicyArns").is_none(),
         "no managed policies on the function role (AWSLambdaBasicExecutionRole grants logs on *)"
     );
-    // No other policy resource may attach more to the role.
+    // No other policy resource may attach more to the role. A managed
+    // policy for operators (AdminApiInvokePolicy) is fine while it is
+    // attached to nothing in the template.
     for (n, r) in res {
-        if let Some(ty @ ("AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy")) = str_of(r, "Type") {
-            panic!("{n} ({ty}) may add to the function's role; put statements on the role");
+        match str_of(r, "Type") {
+            Some(ty @ "AWS::IAM::Policy") => {
+                panic!("{n} ({ty}) may add to the function's role; put statements on the role")
+            }
+            Some("AWS::IAM::ManagedPolicy") => {
+                for k in ["Roles", "Users", "Groups"] {
+                    assert!(
+                        props(r, n).get(k).is_none(),
+                        "{n} attaches itself ({k}); it may add to the function's role: \
+                         put the function's statements on its role, leave operators' policies unattached"
+                    );
+                }
+            }
+            _ => {}
         }
     }
     let mut out = Vec::new();
-    for policy in values(rp.get("Policies").expect("the role has Policies")) {
+    for (pcond, policy) in conditional_items(rp.get("Policies").expect("the role has Policies")) {
         let pname = str_of(policy, "PolicyName").unwrap_or("?").to_owned();
         let doc = policy.get("PolicyDocument").expect("PolicyDocument");
-        for st in values(doc.get("Statement").expect("Statement")) {
-            out.push((pname.clone(), st.clone()));
+        for (scond, st) in conditional_items(doc.get("Statement").expect("Statement")) {
+            assert!(
+                pcond.is_none() || scond.is_none(),
+                "{pname}: one !If per statement, on the policy or on the statement"
+            );
+            out.push(Grant {
+                policy: pname.clone(),
+                condition: pcond.clone().or(scond),
+                statement: st.clone(),
+            });
         }
     }
     out
@@ -501,7 +640,12 @@ fn the_role_grants_exactly_the_dynamodb_calls_the_store_makes() {
     }
 
     let mut granted = BTreeSet::new();
-    for (policy, st) in role_statements(&res) {
+    for Grant {
+        policy,
+        statement: st,
+        ..
+    } in role_statements(&res)
+    {
         assert_eq!(
             str_of(&st, "Effect"),
             Some("Allow"),
@@ -542,8 +686,68 @@ fn the_role_grants_exactly_the_dynamodb_calls_the_store_makes() {
     assert!(!granted.contains("dynamodb:Scan"), "the store never scans");
 }
 
+/// Secrets Manager client operations (`client.op()`); `tag_resource` and
+/// `untag_resource` are left out, DynamoDB has them too.
+const SECRETSMANAGER_OPS: &[&str] = &[
+    "batch_get_secret_value",
+    "cancel_rotate_secret",
+    "create_secret",
+    "delete_resource_policy",
+    "delete_secret",
+    "describe_secret",
+    "get_random_password",
+    "get_resource_policy",
+    "get_secret_value",
+    "list_secret_version_ids",
+    "list_secrets",
+    "put_resource_policy",
+    "put_secret_value",
+    "remove_regions_from_replication",
+    "replicate_secret_to_regions",
+    "restore_secret",
+    "rotate_secret",
+    "stop_replication_to_replica",
+    "update_secret",
+    "update_secret_version_stage",
+    "validate_resource_policy",
+];
+
+/// `secretsmanager:*` actions for every Secrets Manager SDK call in `src/`
+/// outside tests, with where it was seen.
+fn secretsmanager_actions_in_code() -> BTreeMap<String, String> {
+    let mut actions = BTreeMap::new();
+    for path in rust_files(&root().join("src")) {
+        let file = path.strip_prefix(root()).unwrap().display().to_string();
+        if file.ends_with("tests.rs") {
+            continue;
+        }
+        let full = read(&path);
+        let compact: String = without_test_module(&full)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        for op in SECRETSMANAGER_OPS {
+            if compact.contains(&format!(".{op}()")) {
+                actions
+                    .entry(format!("secretsmanager:{}", pascal(op)))
+                    .or_insert(format!("{file}: .{op}()"));
+            }
+        }
+    }
+    actions
+}
+
+/// What the function may do with the tenants' secrets: create one for a
+/// new tenant, put a new version to rotate it, read a version by id. Never
+/// delete, list or describe.
+const TENANT_SECRET_ACTIONS: &[&str] = &[
+    "secretsmanager:CreateSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+];
+
 #[test]
-fn the_role_grants_only_this_stacks_secret_logs_and_no_email_yet() {
+fn the_role_grants_only_this_stacks_secrets_logs_and_email_from_the_sender() {
     let t = template();
     let res = resources(&t);
     let (name, f) = function(&res);
@@ -562,63 +766,185 @@ fn the_role_grants_only_this_stacks_secret_logs_and_no_email_yet() {
         .and_then(|(_, a)| a.as_str())
         .expect("LoggingConfig.LogGroup is !Ref of the log group")
         .to_owned();
+    let tenant_secrets_arn = format!(
+        "arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:secret:{TENANT_PREFIX}*"
+    );
+    let ses_identities = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*";
 
-    let sends_email = rust_files(&root().join("src")).iter().any(|p| {
-        let s = read(p);
-        s.contains("aws_sdk_sesv2") || s.contains("aws_sdk_ses")
-    });
-    for (policy, st) in role_statements(&res) {
+    let mut cursor_key_grants = Vec::new();
+    let mut tenant_grants = Vec::new();
+    let mut ses_grants = Vec::new();
+    for Grant {
+        policy,
+        condition,
+        statement: st,
+    } in role_statements(&res)
+    {
         let actions = strings(st.get("Action").unwrap());
         let resources = values(st.get("Resource").unwrap());
-        for a in &actions {
-            let service = a.split(':').next().unwrap();
-            match service {
-                "dynamodb" => {} // the test above
-                "secretsmanager" => {
-                    assert_eq!(
-                        a, "secretsmanager:GetSecretValue",
-                        "{policy}: the function only reads secrets"
-                    );
-                    // The cursor key, or the tenants' secrets under the
-                    // prefix the function is given, and nothing else.
-                    let tenant_secrets = resources.len() == 1
-                        && intrinsic(resources[0]).is_some_and(|(f, v)| {
-                            f == "Sub"
-                                && v.as_str().is_some_and(|arn| {
-                                    arn.ends_with(":secret:${AWS::StackName}/tenants/*")
-                                        && arn.starts_with("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:")
-                                })
-                        });
-                    assert!(
-                        (resources.len() == 1 && refers_to(resources[0], &secret))
-                            || tenant_secrets,
-                        "{policy}: GetSecretValue only on !Ref {secret} or this stack's tenants/* secrets"
+        let services: BTreeSet<&str> = actions
+            .iter()
+            .map(|a| a.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            services.len(),
+            1,
+            "{policy}: one service per statement, got {actions:?}"
+        );
+        let only = |r: &dyn Fn(&Value) -> bool| resources.len() == 1 && r(resources[0]);
+        match *services.first().unwrap() {
+            "dynamodb" => {} // the test above
+            "secretsmanager" => {
+                assert!(
+                    condition.is_none(),
+                    "{policy}: secrets grants are unconditional"
+                );
+                assert!(
+                    st.get("Condition").is_none(),
+                    "{policy}: no IAM condition expected"
+                );
+                if only(&|r| refers_to(r, &secret)) {
+                    cursor_key_grants.extend(actions);
+                } else if only(&|r| sub_is(r, &tenant_secrets_arn)) {
+                    tenant_grants.extend(actions);
+                } else {
+                    panic!(
+                        "{policy}: Secrets Manager actions only on !Ref {secret} or \
+                         !Sub {tenant_secrets_arn}, got {resources:?}"
                     );
                 }
-                "logs" => {
+            }
+            "logs" => {
+                for a in &actions {
                     assert!(
                         ["logs:CreateLogStream", "logs:PutLogEvents"].contains(&a.as_str()),
                         "{policy}: {a}"
                     );
-                    assert!(
-                        resources.len() == 1 && arn_of(resources[0], &log_group),
-                        "{policy}: logs only on !GetAtt {log_group}.Arn"
-                    );
                 }
-                "ses" => assert!(
-                    sends_email,
-                    "{policy}: {a} granted, but the code sends no email yet"
-                ),
-                other => panic!("{policy}: unexpected service {other} ({a})"),
+                assert!(
+                    only(&|r| arn_of(r, &log_group)),
+                    "{policy}: logs only on !GetAtt {log_group}.Arn"
+                );
             }
+            "ses" => {
+                assert_eq!(
+                    actions,
+                    ["ses:SendEmail"],
+                    "{policy}: SES v1 SendEmail only (no SendRawEmail, no templates)"
+                );
+                assert_eq!(
+                    condition.as_deref(),
+                    Some("HasSenderEmail"),
+                    "{policy}: the SES grant exists only with a SenderEmail (!If HasSenderEmail)"
+                );
+                assert!(
+                    only(&|r| sub_is(r, ses_identities)),
+                    "{policy}: ses:SendEmail on !Sub {ses_identities} (the identity may be the \
+                     sender's domain), limited by ses:FromAddress"
+                );
+                let cond = st.get("Condition").and_then(Value::as_mapping);
+                let from = cond
+                    .filter(|c| c.len() == 1)
+                    .and_then(|c| c.get("StringEquals"))
+                    .and_then(Value::as_mapping)
+                    .filter(|c| c.len() == 1)
+                    .and_then(|c| c.get("ses:FromAddress"));
+                assert!(
+                    from.is_some_and(|v| refers_to(v, "SenderEmail")),
+                    "{policy}: Condition must be exactly StringEquals ses:FromAddress: !Ref SenderEmail"
+                );
+                ses_grants.push(policy.clone());
+            }
+            other => panic!("{policy}: unexpected service {other} ({actions:?})"),
         }
     }
+
+    // The condition the SES grant hangs on means what it says.
+    let has_sender = t
+        .get("Conditions")
+        .and_then(|c| c.get("HasSenderEmail"))
+        .and_then(intrinsic)
+        .expect("Conditions.HasSenderEmail");
+    let not_empty = has_sender.0 == "Not"
+        && has_sender.1.as_sequence().is_some_and(|n| {
+            n.len() == 1
+                && intrinsic(&n[0]).is_some_and(|(f, eq)| {
+                    f == "Equals"
+                        && eq.as_sequence().is_some_and(|e| {
+                            e.len() == 2
+                                && refers_to(&e[0], "SenderEmail")
+                                && e[1].as_str() == Some("")
+                        })
+                })
+        });
+    assert!(
+        not_empty,
+        "HasSenderEmail must be !Not [!Equals [!Ref SenderEmail, \"\"]]"
+    );
+
+    assert_eq!(
+        cursor_key_grants,
+        ["secretsmanager:GetSecretValue"],
+        "the cursor key is only read"
+    );
+    let tenant: BTreeSet<&str> = tenant_grants.iter().map(String::as_str).collect();
+    assert!(
+        tenant == TENANT_SECRET_ACTIONS.iter().copied().collect()
+            && tenant.len() == tenant_grants.len(),
+        "on the tenants' secrets the role grants exactly {TENANT_SECRET_ACTIONS:?} (once each), got {tenant_grants:?}"
+    );
+    // And those are the Secrets Manager calls the code makes.
+    let code = secretsmanager_actions_in_code();
+    let granted: BTreeSet<&str> = tenant
+        .iter()
+        .copied()
+        .chain(["secretsmanager:GetSecretValue"])
+        .collect();
+    let called: BTreeSet<&str> = code.keys().map(String::as_str).collect();
+    let missing: Vec<_> = called
+        .difference(&granted)
+        .map(|a| format!("{a} ({})", code[*a]))
+        .collect();
+    let unused: Vec<_> = granted.difference(&called).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "the code calls Secrets Manager actions the role does not grant: {missing:?}; \
+         the role grants ones the code never calls: {unused:?}"
+    );
+
+    // SES: granted exactly when the code sends email.
+    let sends_email = rust_files(&root().join("src")).iter().any(|p| {
+        let s = read(p);
+        without_test_module(&s).contains("aws_sdk_ses")
+    });
+    assert_eq!(
+        ses_grants.len(),
+        1,
+        "expected one ses:SendEmail statement, got {ses_grants:?}"
+    );
+    assert!(
+        sends_email,
+        "template.yaml grants ses:SendEmail ({ses_grants:?}), but no file in src/ uses aws_sdk_ses"
+    );
 }
 
 // -------------------------------------------------------- function and API
 
+/// Each route the API sends to the function, with the authorizer its event
+/// asks for (`None`: API Gateway does no auth, the function does).
+const ROUTES: &[(&str, &str, Option<&str>)] = &[
+    // Bearer tokens, checked by the function.
+    ("/scim/v2/{tenant}", "ANY", None),
+    ("/scim/v2/{tenant}/{proxy+}", "ANY", None),
+    // The admin API: SigV4, checked by API Gateway (and the caller's ARN
+    // required again by the function).
+    ("/admin/{proxy+}", "ANY", Some("AWS_IAM")),
+    // The one-time "Get Secret Token" pages: the reference is the secret.
+    ("/credentials/{ref}", "ANY", None),
+];
+
 #[test]
-fn the_function_is_a_graviton_rust_lambda_behind_the_tenant_routes() {
+fn the_function_is_a_graviton_rust_lambda_behind_the_scim_admin_and_credential_routes() {
     let t = template();
     let res = resources(&t);
     let (name, f) = function(&res);
@@ -647,25 +973,216 @@ fn the_function_is_a_graviton_rust_lambda_behind_the_tenant_routes() {
 
     let events = p.get("Events").and_then(Value::as_mapping).expect("Events");
     let mut routes = BTreeSet::new();
-    for (_, e) in events {
+    for (ename, e) in events {
+        let ename = ename.as_str().unwrap();
         assert_eq!(str_of(e, "Type"), Some("Api"), "REST API events");
         let ep = e.get("Properties").unwrap();
         let api = ep.get("RestApiId").expect("events name the API");
         let api = intrinsic(api).and_then(|(_, a)| a.as_str()).unwrap();
+        assert_eq!(api, API, "{ename}: every route on {API}");
         assert_eq!(
             str_of(resource(&res, api), "Type"),
             Some("AWS::Serverless::Api")
         );
+        let auth = ep.get("Auth");
+        let authorizer = auth
+            .and_then(|a| str_of(a, "Authorizer"))
+            .filter(|a| *a != "NONE");
+        if authorizer == Some("AWS_IAM") {
+            // SAM's default for AWS_IAM, CALLER_CREDENTIALS, makes API Gateway
+            // invoke the function with the caller's credentials: every caller
+            // would need lambda:InvokeFunction as well.
+            assert_eq!(
+                auth.and_then(|a| str_of(a, "InvokeRole")),
+                Some("NONE"),
+                "{ename}: AWS_IAM with InvokeRole: NONE (invoke through the function's resource policy)"
+            );
+        }
+        assert!(
+            auth.is_none_or(
+                |a| a.get("ApiKeyRequired").is_none() && a.get("ResourcePolicy").is_none()
+            ),
+            "{ename}: unexpected Auth settings {auth:?}"
+        );
         routes.insert((
             str_of(ep, "Path").unwrap().to_owned(),
             str_of(ep, "Method").unwrap().to_ascii_uppercase(),
+            authorizer.map(str::to_owned),
         ));
     }
+    let expected: BTreeSet<_> = ROUTES
+        .iter()
+        .map(|(p, m, a)| ((*p).to_owned(), (*m).to_owned(), a.map(str::to_owned)))
+        .collect();
     assert_eq!(
-        routes,
-        BTreeSet::from([
-            ("/scim/v2/{tenant}".to_owned(), "ANY".to_owned()),
-            ("/scim/v2/{tenant}/{proxy+}".to_owned(), "ANY".to_owned()),
-        ])
+        routes, expected,
+        "(path, method, authorizer) of the function's events"
+    );
+
+    // No API-wide authorizer: it would apply to the SCIM routes (which
+    // carry bearer tokens, not signatures) and the public credential pages.
+    let api = props(resource(&res, API), API);
+    assert!(
+        api.get("Auth").is_none_or(
+            |a| a.get("DefaultAuthorizer").is_none() && a.get("ApiKeyRequired").is_none()
+        ),
+        "{API}: no DefaultAuthorizer / ApiKeyRequired; auth is per event"
+    );
+    assert!(
+        api.get("StageName").is_some_and(|s| refers_to(s, "Stage")),
+        "{API}: StageName is !Ref Stage (the outputs and the invoke policy build ARNs and URLs from it)"
+    );
+}
+
+/// The route prefixes the template sends to the function appear in the
+/// router, so neither side serves or routes something the other does not.
+#[test]
+fn the_code_serves_the_prefixes_the_api_routes_to_it() {
+    let src: String = rust_files(&root().join("src"))
+        .iter()
+        .map(|p| without_test_module(&read(p)).to_owned())
+        .collect();
+    for (prefix, route) in [
+        ("\"/scim/v2", "/scim/v2/{tenant}"),
+        ("\"/admin/v1", "/admin/{proxy+}"),
+        ("\"/credentials", "/credentials/{ref}"),
+    ] {
+        assert!(
+            ROUTES.iter().any(|(p, _, _)| *p == route),
+            "ROUTES lists {route}"
+        );
+        assert!(
+            src.contains(prefix),
+            "template.yaml routes {route} to the function, but no string literal in src/ starts with {}",
+            &prefix[1..]
+        );
+    }
+}
+
+#[test]
+fn the_admin_api_is_named_in_the_outputs_with_a_policy_to_call_it() {
+    let t = template();
+    let res = resources(&t);
+
+    let endpoint = output(&t, "AdminEndpoint");
+    let url = "https://${ScimApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}";
+    assert!(
+        endpoint.get("Value").is_some_and(|v| sub_is(v, url)),
+        "AdminEndpoint is !Sub {url} (the CLI appends /admin/v1/...)"
+    );
+    let desc = str_of(endpoint, "Description").unwrap_or_default();
+    for word in ["SigV4", "execute-api", "execute-api:Invoke", "/admin/*"] {
+        assert!(
+            desc.contains(word),
+            "AdminEndpoint's description says {word}: {desc}"
+        );
+    }
+
+    // The managed policy operators attach to call it: exactly Invoke on the
+    // admin routes of this stage, attached to nothing here.
+    let policy = resource(&res, ADMIN_POLICY);
+    assert_eq!(str_of(policy, "Type"), Some("AWS::IAM::ManagedPolicy"));
+    let pp = props(policy, ADMIN_POLICY);
+    for k in ["Roles", "Users", "Groups"] {
+        assert!(
+            pp.get(k).is_none(),
+            "{ADMIN_POLICY} is attached by operators, not by the stack ({k})"
+        );
+    }
+    let statements = values(
+        pp.get("PolicyDocument")
+            .and_then(|d| d.get("Statement"))
+            .expect("PolicyDocument.Statement"),
+    );
+    assert_eq!(statements.len(), 1, "{ADMIN_POLICY}: one statement");
+    let st = statements[0];
+    assert_eq!(str_of(st, "Effect"), Some("Allow"));
+    assert_eq!(strings(st.get("Action").unwrap()), ["execute-api:Invoke"]);
+    let admin_arn = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${ScimApi}/${Stage}/*/admin/*";
+    let resources = values(st.get("Resource").unwrap());
+    assert!(
+        resources.len() == 1 && sub_is(resources[0], admin_arn),
+        "{ADMIN_POLICY}: execute-api:Invoke only on !Sub {admin_arn}"
+    );
+    assert!(
+        ROUTES
+            .iter()
+            .any(|(p, _, a)| p.starts_with("/admin/") && *a == Some("AWS_IAM")),
+        "the policy's /admin/* is the AWS_IAM route"
+    );
+    assert!(
+        output(&t, "AdminApiInvokePolicyArn")
+            .get("Value")
+            .is_some_and(|v| refers_to(v, ADMIN_POLICY)),
+        "AdminApiInvokePolicyArn is !Ref {ADMIN_POLICY}"
+    );
+
+    // The `token` command is gone; no output may still tell people to run it.
+    let outputs = serde_norway::to_string(t.get("Outputs").unwrap()).unwrap();
+    assert!(
+        !outputs.contains("scim-provisioning token"),
+        "an output still names the removed `token` command"
+    );
+}
+
+/// Gateway responses the admin route's IAM auth produces (and, for
+/// MISSING_AUTHENTICATION_TOKEN, any unknown path).
+const IAM_GATEWAY_RESPONSES: &[&str] = &[
+    "MISSING_AUTHENTICATION_TOKEN",
+    "ACCESS_DENIED",
+    "INVALID_SIGNATURE",
+    "EXPIRED_TOKEN",
+    "UNAUTHORIZED",
+];
+
+#[test]
+fn gateway_errors_are_json_and_iam_failures_are_not_scim_errors() {
+    let t = template();
+    let res = resources(&t);
+    let responses = props(resource(&res, API), API)
+        .get("GatewayResponses")
+        .and_then(Value::as_mapping)
+        .expect("GatewayResponses");
+    for (kind, r) in responses {
+        let kind = kind.as_str().unwrap();
+        let body = r
+            .get("ResponseTemplates")
+            .and_then(|t| str_of(t, "application/json"))
+            .unwrap_or_else(|| panic!("{kind}: an application/json template"));
+        // Templates are plain substitution; messageString comes quoted.
+        let json: serde_json::Value =
+            serde_json::from_str(&body.replace("$context.error.messageString", "\"message\""))
+                .unwrap_or_else(|e| panic!("{kind}: the body is not JSON ({e}): {body}"));
+        let content_type = r
+            .get("ResponseParameters")
+            .and_then(|p| p.get("Headers"))
+            .and_then(|h| str_of(h, "Content-Type"));
+        let status = str_of(r, "StatusCode").unwrap_or_else(|| panic!("{kind}: StatusCode"));
+        if IAM_GATEWAY_RESPONSES.contains(&kind) {
+            assert!(
+                json.get("schemas").is_none()
+                    && json.get("error").is_some()
+                    && json.get("detail").is_some(),
+                "{kind}: the admin routes' auth failures answer {{\"error\",\"detail\"}}, not a SCIM error: {body}"
+            );
+            assert_eq!(content_type, Some("'application/json'"), "{kind}");
+            assert!(status.starts_with('4'), "{kind}: {status}");
+        } else if json.get("schemas").is_some() {
+            // A SCIM error any route may get: nothing in it may be SCIM-only.
+            assert_eq!(content_type, Some("'application/scim+json'"), "{kind}");
+            assert_eq!(
+                json.get("status").and_then(|s| s.as_str()),
+                Some(status),
+                "{kind}"
+            );
+            assert!(
+                !body.contains("/scim/v2") && !body.contains("Tenant URL"),
+                "{kind} applies to every route, including /admin and /credentials: {body}"
+            );
+        }
+    }
+    assert!(
+        responses.get("MISSING_AUTHENTICATION_TOKEN").is_some(),
+        "MISSING_AUTHENTICATION_TOKEN (unknown path or unsigned admin call) is customised"
     );
 }
