@@ -7,10 +7,17 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::auth::{TokenVerifier, Tokens, generate_token};
+use std::time::Duration;
+
+use crate::admin::Admin;
+use crate::auth::{AdminAuth, admin_key_path, load_or_create_admin_key};
+use crate::credentials::vault::{InlineVault, Vault};
+use crate::credentials::{Credentials, DEFAULT_REVEAL_TTL, TOKEN_PREFIX, secret};
+use crate::http::pages::RevealGuard;
 use crate::http::{AppState, router};
+use crate::mail::{Mailer, Outbox, Ses, Unconfigured};
 use crate::scim::model::TenantId;
-use crate::secrets::SecretsManagerCredentials;
+use crate::secrets::SecretsManagerVault;
 use crate::service::Service;
 use crate::store::Store;
 use crate::store::dynamodb::{self, DynamoStore};
@@ -26,6 +33,19 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     #[error("lambda runtime: {0}")]
     Lambda(String),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
+    #[error("{0}")]
+    Credentials(#[from] crate::credentials::CredentialError),
+}
+
+/// How credential emails leave the service.
+#[derive(Debug, Clone)]
+pub enum MailConfig {
+    /// `.eml` files in `<data-dir>/outbox/` (local default).
+    Outbox,
+    /// Amazon SES (or the emulator `AWS_ENDPOINT_URL` points at).
+    Ses,
 }
 
 /// Which [`Store`] backs the service.
@@ -54,6 +74,12 @@ pub struct LocalConfig {
     pub demo_token: Option<String>,
     pub tenants: Option<String>,
     pub public_base_url: Option<String>,
+    /// Admin key to accept instead of `<data-dir>/admin.key`.
+    pub admin_key: Option<String>,
+    pub mail: MailConfig,
+    pub sender_email: String,
+    pub demo_admin_email: String,
+    pub reveal_ttl: Duration,
 }
 
 /// Installs the log subscriber on stderr: JSON lines (one object per event,
@@ -69,8 +95,11 @@ pub fn init_tracing() {
             env("AWS_LAMBDA_LOG_LEVEL").and_then(|l| EnvFilter::try_new(lambda_log_level(&l)).ok())
         })
         .unwrap_or_else(|| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal, never into files or pipes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match log_format(env) {
         LogFormat::Json => builder
@@ -168,29 +197,71 @@ pub async fn build_store(
     }
 }
 
-/// The credential verifier: token hashes in Secrets Manager (one secret per
-/// tenant under `secret_prefix`) or, without a prefix, in the data store.
-pub async fn build_tokens(store: &Arc<dyn Store>, secret_prefix: Option<&str>) -> Tokens {
+/// Where verification material lives: Secrets Manager (one secret per
+/// tenant under `secret_prefix`) or, without a prefix, the tenant record.
+pub fn build_vault(secret_prefix: Option<&str>) -> Arc<dyn Vault> {
     match secret_prefix {
-        Some(prefix) => Tokens::new(Arc::new(
-            SecretsManagerCredentials::from_env(prefix.to_owned()).await,
-        )),
-        None => Tokens::in_store(store.clone()),
+        Some(prefix) => Arc::new(SecretsManagerVault::new(prefix.to_owned())),
+        None => Arc::new(InlineVault),
+    }
+}
+
+/// The state every entry point serves (and tests build directly).
+pub fn build_state(
+    store: Arc<dyn Store>,
+    cursor_key: &[u8],
+    vault: Arc<dyn Vault>,
+    mailer: Arc<dyn Mailer>,
+    reveal_ttl: Duration,
+    admin_auth: AdminAuth,
+) -> AppState {
+    let credentials = Arc::new(Credentials::new(store.clone(), vault, mailer, reveal_ttl));
+    AppState {
+        admin: Arc::new(Admin::new(store.clone(), credentials.clone())),
+        credentials,
+        service: Arc::new(Service::new(store, cursor_key)),
+        admin_auth: Arc::new(admin_auth),
+        reveal_guard: Arc::new(RevealGuard::from_env()),
+        public_base_url: None,
+        link_origin: None,
+        expose_store_calls: false,
     }
 }
 
 pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
     let store = build_store(&config.data_dir, &config.store).await?;
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let tokens = Arc::new(build_tokens(&dyn_store, config.tenant_secret_prefix.as_deref()).await);
+    let mailer: Arc<dyn Mailer> = match config.mail {
+        MailConfig::Outbox => Arc::new(Outbox::new(
+            config.data_dir.join("outbox"),
+            config.sender_email.clone(),
+        )),
+        MailConfig::Ses => Arc::new(Ses::new(config.sender_email.clone())),
+    };
+    let (admin_key, key_in_file) =
+        load_or_create_admin_key(&config.data_dir, config.admin_key.as_deref())?;
+    let mut state = build_state(
+        store,
+        &cursor_key(&config.data_dir)?,
+        build_vault(config.tenant_secret_prefix.as_deref()),
+        mailer,
+        config.reveal_ttl,
+        AdminAuth::key(&admin_key),
+    );
+    drop(admin_key);
 
     let demo = tenant_id(&config.demo_tenant)?;
+    let demo_record = state
+        .admin
+        .ensure_tenant(&demo, "Demo organisation", &config.demo_admin_email)
+        .await?;
     let mut announce_token = None;
     match &config.demo_token {
-        Some(t) => tokens.set_token(&demo, t).await?,
-        None if !tokens.has_credentials(&demo).await? => {
-            let t = generate_token();
-            tokens.set_token(&demo, &t).await?;
+        Some(t) => {
+            state.credentials.preset(&demo, t).await?;
+        }
+        None if demo_record.credential.is_none() => {
+            let t = secret::generate(TOKEN_PREFIX);
+            state.credentials.preset(&demo, &t).await?;
             announce_token = Some(t);
         }
         None => {}
@@ -205,36 +276,47 @@ pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
         let (id, token) = pair
             .split_once('=')
             .ok_or_else(|| AppError::Config("SCIM_TENANTS takes id=token pairs".into()))?;
-        tokens.set_token(&tenant_id(id)?, token).await?;
+        let id = tenant_id(id)?;
+        state
+            .admin
+            .ensure_tenant(&id, id.as_str(), &config.demo_admin_email)
+            .await?;
+        state.credentials.preset(&id, token).await?;
     }
 
-    let service = Arc::new(Service::new(dyn_store, &cursor_key(&config.data_dir)?));
-    let state = AppState {
-        service,
-        tokens: tokens.clone(),
-        public_base_url: config.public_base_url.clone(),
-        expose_store_calls: config.expose_store_calls,
-    };
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
     let origin = config
         .public_base_url
         .clone()
+        .map(|o| o.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://{addr}"));
+    state.public_base_url = config.public_base_url.clone();
+    state.link_origin = Some(origin.clone());
+    state.expose_store_calls = config.expose_store_calls;
     println!("SCIM service listening on http://{addr}");
     println!("Tenant URL:   {origin}/scim/v2/{demo}");
     match announce_token {
         Some(t) => println!(
-            "Secret Token: {t}\n(shown once; only its hash is stored. New one: scim-provisioning token {demo})"
+            "Secret Token: {t}\n(shown once; only its hash is stored. New credentials: scim-provisioning admin credentials create {demo})"
         ),
         None if config.demo_token.is_some() => {
             println!("Secret Token: the one given in SCIM_DEMO_TOKEN")
         }
         None => println!(
-            "Secret Token: shown at first start; `scim-provisioning token {demo}` issues a new one"
+            "Secret Token: shown at first start; `scim-provisioning admin credentials create {demo}` emails new ones"
         ),
     }
-    axum::serve(listener, router(state))
+    if key_in_file {
+        println!(
+            "Admin API:    {origin}/admin/v1 (key in {}; `scim-provisioning admin` reads it)",
+            admin_key_path(&config.data_dir).display()
+        );
+    } else {
+        println!("Admin API:    {origin}/admin/v1 (key: the one given in SCIM_ADMIN_KEY)");
+    }
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
@@ -258,30 +340,11 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// `scim-provisioning token TENANT`: creates the tenant or replaces its token.
-pub async fn issue_token(
-    data_dir: &Path,
-    store: &StoreConfig,
-    tenant_secret_prefix: Option<&str>,
-    tenant: &str,
-) -> Result<(), AppError> {
-    let id = tenant_id(tenant)?;
-    let store = build_store(data_dir, store).await?;
-    let token = generate_token();
-    build_tokens(&store, tenant_secret_prefix)
-        .await
-        .set_token(&id, &token)
-        .await?;
-    println!(
-        "Tenant URL path: /scim/v2/{id}\nSecret Token:    {token}\n(earlier tokens of {id} no longer work)"
-    );
-    Ok(())
-}
-
 /// The state the Lambda handler serves, configured from the function's
 /// environment (`STORE`, `TABLE_NAME`, `CURSOR_KEY_SECRET_ARN` or
-/// `CURSOR_KEY`, `PUBLIC_BASE_URL`,
-/// `SCIM_DATA_DIR`).
+/// `CURSOR_KEY`, `PUBLIC_BASE_URL`, `TENANT_SECRET_PREFIX`,
+/// `SENDER_EMAIL`, `REVEAL_TTL_SECS`, `SCIM_DATA_DIR`). Admin requests are
+/// authenticated by IAM.
 pub async fn lambda_state() -> Result<AppState, AppError> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let data_dir = PathBuf::from(env("SCIM_DATA_DIR").unwrap_or_else(|| "/tmp/scim".into()));
@@ -300,8 +363,6 @@ pub async fn lambda_state() -> Result<AppState, AppError> {
         }
     };
     let store = build_store(&data_dir, &store_config).await?;
-    let tokens: Arc<dyn TokenVerifier> =
-        Arc::new(build_tokens(&store, env("TENANT_SECRET_PREFIX").as_deref()).await);
     // Every instance must sign cursors with the same key: the secret's,
     // else CURSOR_KEY; a random key keeps cursors valid within one instance.
     let key = match (env("CURSOR_KEY_SECRET_ARN"), env("CURSOR_KEY")) {
@@ -311,13 +372,26 @@ pub async fn lambda_state() -> Result<AppState, AppError> {
         (None, Some(k)) => k.into_bytes(),
         (None, None) => rand::random::<[u8; 32]>().to_vec(),
     };
-    let service = Arc::new(Service::new(store, &key));
-    Ok(AppState {
-        service,
-        tokens,
-        public_base_url: env("PUBLIC_BASE_URL"),
-        expose_store_calls: false,
-    })
+    let mailer: Arc<dyn Mailer> = match env("SENDER_EMAIL") {
+        Some(from) => Arc::new(Ses::new(from)),
+        None => Arc::new(Unconfigured(
+            "set the stack's SenderEmail parameter to a verified SES identity",
+        )),
+    };
+    let reveal_ttl = env("REVEAL_TTL_SECS")
+        .and_then(|v| v.parse().ok())
+        .map_or(DEFAULT_REVEAL_TTL, Duration::from_secs);
+    let mut state = build_state(
+        store,
+        &key,
+        build_vault(env("TENANT_SECRET_PREFIX").as_deref()),
+        mailer,
+        reveal_ttl,
+        AdminAuth::Iam,
+    );
+    state.public_base_url = env("PUBLIC_BASE_URL");
+    state.link_origin = env("PUBLIC_BASE_URL").map(|o| o.trim_end_matches('/').to_owned());
+    Ok(state)
 }
 
 /// The Lambda handler: [`crate::lambda::lambda_service`] (the same router

@@ -1,9 +1,13 @@
 //! SCIM 2.0 provisioning service. See ARCHITECTURE.md for the code map.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod cli;
+pub mod credentials;
 pub mod http;
 pub mod lambda;
+pub mod mail;
 pub mod scim;
 pub mod secrets;
 pub mod service;

@@ -23,17 +23,9 @@ struct Cli {
 enum Command {
     /// Serve the SCIM API over HTTP on the embedded store (the default).
     Serve(ServeArgs),
-    /// Create a tenant, or give an existing one a new token (invalidating
-    /// the old one). With the embedded store, stop the server first; on
-    /// DynamoDB running instances notice within 30 s (credential cache).
-    Token {
-        /// Tenant id (letters, digits, '-' and '_').
-        tenant: String,
-        #[arg(long, env = "SCIM_DATA_DIR", default_value = ".data")]
-        data_dir: PathBuf,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    /// Manage tenants and credentials through the admin API (a running
+    /// local server by default, or a deployment with --endpoint).
+    Admin(scim_provisioning::cli::AdminArgs),
 }
 
 #[derive(Parser, Clone)]
@@ -61,13 +53,45 @@ struct ServeArgs {
     public_base_url: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
+    /// Admin API key to accept, instead of the one generated into
+    /// <data-dir>/admin.key at first start (for scripts).
+    #[arg(long, env = "SCIM_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// How credential emails are sent: `outbox` writes .eml files to
+    /// <data-dir>/outbox/; `ses` sends through SES (AWS_ENDPOINT_URL for
+    /// the emulator).
+    #[arg(long, env = "SCIM_MAILER", value_enum, default_value_t = MailerKind::Outbox)]
+    mailer: MailerKind,
+    /// Sender of credential emails (a verified SES identity with `ses`).
+    #[arg(
+        long,
+        env = "SENDER_EMAIL",
+        default_value = "SCIM provisioning <scim@localhost>"
+    )]
+    sender_email: String,
+    /// Admin email of the demo tenant (and of SCIM_TENANTS tenants).
+    #[arg(
+        long,
+        env = "SCIM_DEMO_ADMIN_EMAIL",
+        default_value = "admin@example.com"
+    )]
+    demo_admin_email: String,
+    /// Lifetime of a "Get Secret Token" link, in seconds.
+    #[arg(long, env = "REVEAL_TTL_SECS", default_value_t = 86_400)]
+    reveal_ttl_secs: u64,
     /// Add an `x-store-calls` header with the backend calls each answer
     /// cost (tests; meaningful when requests do not overlap).
     #[arg(long, env = "SCIM_EXPOSE_STORE_CALLS", hide = true)]
     expose_store_calls: bool,
 }
 
-/// Where the data lives (serve and token alike).
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum MailerKind {
+    Outbox,
+    Ses,
+}
+
+/// Where the data lives.
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
     /// Storage backend.
@@ -128,13 +152,9 @@ fn main() -> ExitCode {
         }
         let cli = Cli::parse();
         match cli.command {
-            Some(Command::Token {
-                tenant,
-                data_dir,
-                store,
-            }) => {
-                app::issue_token(&data_dir, &store.config(), store.secret_prefix(), &tenant).await
-            }
+            Some(Command::Admin(args)) => scim_provisioning::cli::run(args)
+                .await
+                .map_err(|e| app::AppError::Config(e.to_string())),
             Some(Command::Serve(args)) => serve(args).await,
             None => serve(ServeArgs::parse_from(std::env::args().take(1))).await,
         }
@@ -159,6 +179,14 @@ async fn serve(args: ServeArgs) -> Result<(), app::AppError> {
         public_base_url: args.public_base_url,
         store: args.store.config(),
         expose_store_calls: args.expose_store_calls,
+        admin_key: args.admin_key,
+        mail: match args.mailer {
+            MailerKind::Outbox => app::MailConfig::Outbox,
+            MailerKind::Ses => app::MailConfig::Ses,
+        },
+        sender_email: args.sender_email,
+        demo_admin_email: args.demo_admin_email,
+        reveal_ttl: std::time::Duration::from_secs(args.reveal_ttl_secs),
     };
     app::serve_local(config).await
 }

@@ -1,5 +1,5 @@
 //! Secrets Manager adapter: tenants' token hashes (one secret per tenant,
-//! so rotating one tenant's credentials is one new secret version) and the
+//! each credential one secret version) and the
 //! cursor-signing key. Secret values are never logged.
 
 use async_trait::async_trait;
@@ -8,7 +8,9 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::CredentialStore;
+use tokio::sync::OnceCell;
+
+use crate::credentials::vault::Vault;
 use crate::scim::model::TenantId;
 use crate::store::StoreError;
 
@@ -40,41 +42,117 @@ pub async fn cursor_key(secret_id: &str) -> Result<Vec<u8>, String> {
     Ok(value.as_bytes().to_vec())
 }
 
-/// What a tenant's secret holds: never the token, only its hash.
+/// What a tenant's secret holds: never the token, only its hash, and the
+/// credential generation it belongs to.
 #[derive(Debug, Serialize, Deserialize)]
 struct TenantSecret {
+    generation: u64,
     #[serde(rename = "tokenSha256")]
     token_sha256: String,
-    created: String,
 }
 
-/// Tenants' credentials as secrets named `{prefix}{tenant}`. Writing a new
-/// hash makes a new secret version (AWSCURRENT); only that one is accepted.
-pub struct SecretsManagerCredentials {
-    client: Client,
+/// Tenants' verification material as secrets named `{prefix}{tenant}`.
+/// Each new credential is a new secret version; the tenant record stores
+/// its version id, so which version counts is decided by DynamoDB, not by
+/// `AWSCURRENT`. The client is built on first use.
+pub struct SecretsManagerVault {
+    client: OnceCell<Client>,
     prefix: String,
 }
 
-impl SecretsManagerCredentials {
-    pub async fn from_env(prefix: String) -> SecretsManagerCredentials {
-        SecretsManagerCredentials {
-            client: client().await,
+impl SecretsManagerVault {
+    pub fn new(prefix: String) -> SecretsManagerVault {
+        SecretsManagerVault {
+            client: OnceCell::new(),
             prefix,
         }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client.get_or_init(client).await
     }
 
     fn name(&self, tenant: &TenantId) -> String {
         format!("{}{tenant}", self.prefix)
     }
+}
 
-    async fn read(&self, tenant: &TenantId) -> Result<Option<TenantSecret>, StoreError> {
+#[async_trait]
+impl Vault for SecretsManagerVault {
+    async fn seal(
+        &self,
+        tenant: &TenantId,
+        generation: u64,
+        sha256: &str,
+    ) -> Result<String, StoreError> {
         let name = self.name(tenant);
-        match self.client.get_secret_value().secret_id(&name).send().await {
+        let value = serde_json::to_string(&TenantSecret {
+            generation,
+            token_sha256: sha256.to_owned(),
+        })
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let failed = |e: String| StoreError::Unavailable(format!("writing secret {name}: {e}"));
+        let put = self
+            .client()
+            .await
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(&value)
+            .send()
+            .await;
+        match put {
+            Ok(out) => out
+                .version_id()
+                .map(str::to_owned)
+                .ok_or_else(|| failed("no version id in the answer".into())),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                let created = self
+                    .client()
+                    .await
+                    .create_secret()
+                    .name(&name)
+                    .description(format!(
+                        "SCIM credentials of tenant {tenant} (SHA-256 of the bearer token)"
+                    ))
+                    .secret_string(value)
+                    .send()
+                    .await
+                    .map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+                created
+                    .version_id()
+                    .map(str::to_owned)
+                    .ok_or_else(|| failed("no version id in the answer".into()))
+            }
+            Err(e) => Err(failed(DisplayErrorContext(e).to_string())),
+        }
+    }
+
+    async fn open(
+        &self,
+        tenant: &TenantId,
+        generation: u64,
+        material: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let name = self.name(tenant);
+        let got = self
+            .client()
+            .await
+            .get_secret_value()
+            .secret_id(&name)
+            .version_id(material)
+            .send()
+            .await;
+        match got {
             Ok(out) => {
                 let value = out.secret_string().unwrap_or_default();
-                serde_json::from_str(value).map(Some).map_err(|_| {
+                let secret: TenantSecret = serde_json::from_str(value).map_err(|_| {
                     StoreError::Backend(format!("secret {name} is not a tenant credential"))
-                })
+                })?;
+                // A version of another generation is not this credential.
+                Ok((secret.generation == generation).then_some(secret.token_sha256))
             }
             Err(e)
                 if e.as_service_error()
@@ -88,51 +166,8 @@ impl SecretsManagerCredentials {
             ))),
         }
     }
-}
 
-#[async_trait]
-impl CredentialStore for SecretsManagerCredentials {
-    async fn token_hash(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
-        Ok(self.read(tenant).await?.map(|s| s.token_sha256))
-    }
-
-    async fn put_token_hash(&self, tenant: &TenantId, sha256: &str) -> Result<(), StoreError> {
-        let name = self.name(tenant);
-        let existing = self.read(tenant).await?;
-        let created = existing
-            .as_ref()
-            .map_or_else(crate::service::now_rfc3339, |s| s.created.clone());
-        let value = serde_json::to_string(&TenantSecret {
-            token_sha256: sha256.to_owned(),
-            created,
-        })
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let failed = |e: String| StoreError::Backend(format!("writing secret {name}: {e}"));
-        match existing {
-            Some(_) => {
-                let put = self
-                    .client
-                    .put_secret_value()
-                    .secret_id(&name)
-                    .secret_string(value)
-                    .send()
-                    .await;
-                put.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-            }
-            None => {
-                let created = self
-                    .client
-                    .create_secret()
-                    .name(&name)
-                    .description(format!(
-                        "SCIM credentials of tenant {tenant} (SHA-256 of the bearer token)"
-                    ))
-                    .secret_string(value)
-                    .send()
-                    .await;
-                created.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-            }
-        }
-        Ok(())
+    fn remote(&self) -> bool {
+        true
     }
 }

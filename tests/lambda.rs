@@ -18,12 +18,12 @@ use base64::Engine;
 use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Adapter, Context, LambdaEvent};
-use scim_provisioning::auth::Tokens;
+use scim_provisioning::auth::AdminAuth;
+use scim_provisioning::credentials::vault::InlineVault;
 use scim_provisioning::http::observe::{Observe, RequestRecord, emf_line};
 use scim_provisioning::http::{AppState, router, router_with};
 use scim_provisioning::lambda::{LambdaService, lambda_service, lambda_service_from};
 use scim_provisioning::scim::model::TenantId;
-use scim_provisioning::service::Service;
 use scim_provisioning::store::Store;
 use scim_provisioning::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
@@ -45,21 +45,26 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("scim.redb")).unwrap());
-    let tokens = Arc::new(Tokens::in_store(store.clone()));
-    tokens
-        .set_token(&TenantId::parse("acme").unwrap(), TOKEN)
+    let mailer = Arc::new(scim_provisioning::mail::Outbox::new(
+        dir.path().join("outbox"),
+        "scim@localhost".into(),
+    ));
+    let state = scim_provisioning::app::build_state(
+        store,
+        &[7u8; 32],
+        Arc::new(InlineVault),
+        mailer,
+        std::time::Duration::from_secs(3600),
+        AdminAuth::Iam,
+    );
+    let acme = TenantId::parse("acme").unwrap();
+    state
+        .admin
+        .ensure_tenant(&acme, "Acme", "it@acme.example")
         .await
         .unwrap();
-    let service = Arc::new(Service::new(store, &[7u8; 32]));
-    Fixture {
-        _dir: dir,
-        state: AppState {
-            service,
-            tokens,
-            public_base_url: None,
-            expose_store_calls: false,
-        },
-    }
+    state.credentials.preset(&acme, TOKEN).await.unwrap();
+    Fixture { _dir: dir, state }
 }
 
 fn event(name: &str) -> Value {

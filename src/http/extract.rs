@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for Tenant {
 /// (`https://id.execute-api.region.amazonaws.com/prod`), which the Host
 /// header does not tell. Custom domains map stages themselves: configure
 /// `PUBLIC_BASE_URL` for those.
-fn lambda_origin(parts: &Parts) -> Option<String> {
+pub(crate) fn lambda_origin(parts: &Parts) -> Option<String> {
     use lambda_http::request::RequestContext;
     let (domain, stage) = match parts.extensions.get::<RequestContext>()? {
         RequestContext::ApiGatewayV1(c) => (c.domain_name.clone()?, c.stage.clone()),
@@ -105,14 +105,18 @@ impl FromRequestParts<AppState> for Authed {
         let tenant = Tenant::from_request_parts(parts, state)
             .await
             .map_err(|_| unauthorized())?;
-        let ok = state.tokens.verify(&tenant.id, &token).await.map_err(|e| {
-            tracing::error!(error = %e, "token verification failed");
-            ScimError::Unavailable {
-                detail: "credentials cannot be checked right now".into(),
-                retry_after_secs: 1,
-            }
-        })?;
-        if !ok {
+        let ok = state
+            .credentials
+            .verify(&tenant.id, &token)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "token verification failed");
+                ScimError::Unavailable {
+                    detail: "credentials cannot be checked right now".into(),
+                    retry_after_secs: 1,
+                }
+            })?;
+        if ok.is_none() {
             return Err(unauthorized().into());
         }
         let header_str = |name: header::HeaderName| {

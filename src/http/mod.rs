@@ -6,6 +6,7 @@
 mod error;
 mod extract;
 pub mod observe;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -17,9 +18,12 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 pub use error::ApiError;
+pub(crate) use extract::lambda_origin;
 use extract::{Authed, Query, ScimBody, Tenant};
 
-use crate::auth::TokenVerifier;
+use crate::admin::Admin;
+use crate::auth::AdminAuth;
+use crate::credentials::Credentials;
 use crate::scim::discovery::{self, MAX_BODY_BYTES};
 use crate::scim::error::ScimError;
 use crate::scim::list::list_response;
@@ -31,10 +35,17 @@ pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
-    pub tokens: Arc<dyn TokenVerifier>,
+    pub credentials: Arc<Credentials>,
+    pub admin: Arc<Admin>,
+    pub admin_auth: Arc<AdminAuth>,
+    pub reveal_guard: Arc<pages::RevealGuard>,
     /// Public URL prefix (e.g. `https://scim.example.com`); when unset the
     /// request's Host header is used.
     pub public_base_url: Option<String>,
+    /// The origin of Tenant URLs and links in emails and admin answers:
+    /// configuration only (never a Host header); on Lambda without it, API
+    /// Gateway's domain and stage from the event.
+    pub link_origin: Option<String>,
     /// Add `x-store-calls` to answers (tests of per-operation cost).
     pub expose_store_calls: bool,
 }
@@ -83,6 +94,11 @@ pub fn router_with(state: AppState, observe: observe::Observe) -> Router {
         );
     Router::new()
         .nest("/scim/v2/{tenant}", tenant_routes)
+        .nest("/admin/v1", crate::admin::http::routes())
+        .route(
+            "/credentials/{reference}",
+            get(pages::show).post(pages::reveal),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

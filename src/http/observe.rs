@@ -191,8 +191,14 @@ fn log_request(r: &RequestRecord<'_>) {
 
 /// The tenant id in a `/scim/v2/{tenant}/…` path, if it is a valid one.
 pub fn tenant_of(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/scim/v2/")?;
-    let tenant = rest.split('/').next()?;
+    let tenant = if let Some(rest) = path.strip_prefix("/scim/v2/") {
+        rest.split('/').next()?
+    } else if let Some(rest) = path.strip_prefix("/admin/v1/tenants/") {
+        rest.split('/').next()?
+    } else {
+        // `/credentials/{tenant}.{secret}`: only the tenant part.
+        path.strip_prefix("/credentials/")?.split('.').next()?
+    };
     TenantId::parse(tenant).map(|_| tenant)
 }
 
@@ -203,6 +209,16 @@ pub fn tenant_of(path: &str) -> Option<&str> {
 /// `unknown` (unknown paths and methods). A fixed set, so it can be a
 /// metric dimension.
 pub fn operation(method: &Method, path: &str) -> &'static str {
+    if let Some(rest) = path.strip_prefix("/admin/v1/") {
+        return admin_operation(method, rest);
+    }
+    if path.starts_with("/credentials/") {
+        return match *method {
+            Method::GET | Method::HEAD => "credentials.show",
+            Method::POST => "credentials.reveal",
+            _ => "unknown",
+        };
+    }
     let Some(rest) = path
         .strip_prefix("/scim/v2/")
         .and_then(|r| r.split_once('/'))
@@ -252,6 +268,20 @@ pub fn operation(method: &Method, path: &str) -> &'static str {
             _ => "unknown",
         },
         _ => "unknown",
+    }
+}
+
+/// Admin API operations: `admin.tenants.list|create|get|update`,
+/// `admin.credentials.create`, else `admin.unknown`.
+fn admin_operation(method: &Method, rest: &str) -> &'static str {
+    let segments: Vec<&str> = rest.split('/').collect();
+    match (segments.as_slice(), method.as_str()) {
+        (["tenants"], "GET") => "admin.tenants.list",
+        (["tenants"], "POST") => "admin.tenants.create",
+        (["tenants", _], "GET") => "admin.tenants.get",
+        (["tenants", _], "PATCH") => "admin.tenants.update",
+        (["tenants", _, "credentials"], "POST") => "admin.credentials.create",
+        _ => "admin.unknown",
     }
 }
 

@@ -18,8 +18,8 @@ use time::format_description::well_known::Rfc3339;
 use serde_json::{Map, json};
 
 use super::{
-    MemberDelta, MemberRef, Store, StoreError, StoredResource, TenantId, TenantRecord, UniqueKey,
-    Update,
+    CredentialRecord, MemberDelta, MemberRef, RevealRecord, Store, StoreError, StoredResource,
+    TenantId, TenantRecord, UniqueKey, Update,
 };
 use crate::scim::schema::Kind;
 
@@ -61,7 +61,8 @@ macro_rules! store_contract_tests {
             tenants_are_isolated,
             list_pages_in_id_order,
             groups_of_many_answers_in_the_order_given,
-            tenant_records_upsert,
+            tenant_records_are_versioned,
+            reveal_records_are_taken_once,
             concurrent_writers_do_not_lose_updates,
         );
     };
@@ -753,19 +754,110 @@ pub(crate) async fn groups_of_many_answers_in_the_order_given(s: &dyn Store) {
     assert_eq!(elsewhere.unwrap(), [Vec::<String>::new()]);
 }
 
-pub(crate) async fn tenant_records_upsert(s: &dyn Store) {
+pub(crate) fn tenant_record(id: &str) -> TenantRecord {
+    TenantRecord {
+        id: tenant(id),
+        name: format!("Tenant {id}"),
+        admin_email: format!("it@{id}.example"),
+        created: "2024-01-01T00:00:00Z".into(),
+        last_modified: "2024-01-01T00:00:00Z".into(),
+        version: 1,
+        credential: None,
+    }
+}
+
+pub(crate) async fn tenant_records_are_versioned(s: &dyn Store) {
     let t = tenant("acme");
     assert_eq!(s.get_tenant(&t).await.unwrap(), None);
-    let mut rec = TenantRecord {
-        id: t.clone(),
-        token_sha256: "aa".into(),
-        created: "2024-01-01T00:00:00Z".into(),
-    };
-    s.put_tenant(&rec).await.unwrap();
-    rec.token_sha256 = "bb".into();
-    s.put_tenant(&rec).await.unwrap();
-    assert_eq!(s.get_tenant(&t).await.unwrap(), Some(rec));
+    let mut rec = tenant_record("acme");
+    s.put_tenant(&rec, None).await.unwrap();
+    // A second create of the same id is a conflict and writes nothing.
+    let mut dup = rec.clone();
+    dup.name = "Impostor".into();
+    assert!(matches!(
+        s.put_tenant(&dup, None).await,
+        Err(StoreError::Conflict { attr: "id", .. })
+    ));
+    rec.version = 2;
+    rec.credential = Some(CredentialRecord {
+        generation: 1,
+        material: "m1".into(),
+        created_at: "2024-01-02T00:00:00Z".into(),
+        revealed_at: None,
+        reveal_expires_at: None,
+    });
+    s.put_tenant(&rec, Some(1)).await.unwrap();
+    // A writer that read version 1 loses.
+    let mut stale = rec.clone();
+    stale.name = "Stale".into();
+    assert_eq!(
+        s.put_tenant(&stale, Some(1)).await,
+        Err(StoreError::VersionMismatch)
+    );
+    assert_eq!(s.get_tenant(&t).await.unwrap(), Some(rec.clone()));
+    assert_eq!(
+        s.put_tenant(&tenant_record("ghost"), Some(1)).await,
+        Err(StoreError::VersionMismatch)
+    );
     assert_eq!(s.get_tenant(&tenant("other")).await.unwrap(), None);
+
+    for id in ["b", "a", "c"] {
+        s.put_tenant(&tenant_record(id), None).await.unwrap();
+    }
+    let ids = |v: Vec<TenantRecord>| v.into_iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_tenants(None, 2).await.unwrap()), ["a", "acme"]);
+    assert_eq!(
+        ids(s.list_tenants(Some("acme"), 10).await.unwrap()),
+        ["b", "c"]
+    );
+    assert_eq!(s.list_tenants(Some("c"), 10).await.unwrap(), []);
+}
+
+pub(crate) async fn reveal_records_are_taken_once(s: &dyn Store) {
+    let t = tenant("acme");
+    let rec = |hash: &str, expires_at: i64| RevealRecord {
+        tenant: t.clone(),
+        ref_hash: hash.into(),
+        generation: 1,
+        tenant_url: "http://x/scim/v2/acme".into(),
+        sealed: "c2VhbGVk".into(),
+        expires_at,
+    };
+    let now = 1_000_000;
+    s.put_reveal(&rec("h1", now + 60)).await.unwrap();
+    s.put_reveal(&rec("h2", now - 1)).await.unwrap();
+    s.put_reveal(&rec("h3", now + 60)).await.unwrap();
+    // Reading consumes nothing.
+    assert_eq!(
+        s.get_reveal(&t, "h1", now).await.unwrap(),
+        Some(rec("h1", now + 60))
+    );
+    assert_eq!(
+        s.get_reveal(&t, "h1", now).await.unwrap(),
+        Some(rec("h1", now + 60))
+    );
+    // Expired and unknown links look alike.
+    assert_eq!(s.get_reveal(&t, "h2", now).await.unwrap(), None);
+    assert_eq!(s.take_reveal(&t, "h2", now).await.unwrap(), None);
+    assert_eq!(s.get_reveal(&t, "nope", now).await.unwrap(), None);
+    // Another tenant cannot name it.
+    assert_eq!(
+        s.take_reveal(&tenant("other"), "h1", now).await.unwrap(),
+        None
+    );
+    // Of concurrent takers exactly one wins.
+    let takers = (0..8).map(|_| s.take_reveal(&t, "h1", now));
+    let won: Vec<_> = futures::future::join_all(takers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(Option::is_some)
+        .collect();
+    assert_eq!(won, [Some(rec("h1", now + 60))]);
+    assert_eq!(s.get_reveal(&t, "h1", now).await.unwrap(), None);
+    s.delete_reveal(&t, "h3").await.unwrap();
+    s.delete_reveal(&t, "h3").await.unwrap();
+    assert_eq!(s.take_reveal(&t, "h3", now).await.unwrap(), None);
 }
 
 pub(crate) async fn concurrent_writers_do_not_lose_updates(s: &dyn Store) {

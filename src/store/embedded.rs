@@ -18,6 +18,7 @@
 //! | `member_of` | (tenant, member, group)      | ()                                     |
 //! | `counts`    | (tenant, kind)               | number of resources                    |
 //! | `tenants`   | tenant                       | [`TenantRecord`] as JSON               |
+//! | `reveals`   | (tenant, ref hash)           | [`RevealRecord`] as JSON               |
 //!
 //! Every write is one redb write transaction committed with
 //! [`Durability::Immediate`], i.e. fsynced before the caller hears "ok".
@@ -37,8 +38,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    MemberDelta, MemberRef, Store, StoreError, StoredResource, TenantId, TenantRecord, UniqueKey,
-    Update,
+    MemberDelta, MemberRef, RevealRecord, Store, StoreError, StoredResource, TenantId,
+    TenantRecord, UniqueKey, Update,
 };
 use crate::scim::schema::Kind;
 
@@ -53,6 +54,7 @@ const MEMBERS: TableDefinition<K3, &str> = TableDefinition::new("members");
 const MEMBER_OF: TableDefinition<K3, ()> = TableDefinition::new("member_of");
 const COUNTS: TableDefinition<K2, u64> = TableDefinition::new("counts");
 const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
+const REVEALS: TableDefinition<K2, &str> = TableDefinition::new("reveals");
 
 /// The value of the `resources` table.
 #[derive(Serialize, Deserialize)]
@@ -141,6 +143,7 @@ struct Tables<'t> {
     member_of: Table<'t, K3, ()>,
     counts: Table<'t, K2, u64>,
     tenants: Table<'t, &'static str, &'static str>,
+    reveals: Table<'t, K2, &'static str>,
 }
 
 impl<'t> Tables<'t> {
@@ -153,6 +156,7 @@ impl<'t> Tables<'t> {
             member_of: txn.open_table(MEMBER_OF).map_err(backend)?,
             counts: txn.open_table(COUNTS).map_err(backend)?,
             tenants: txn.open_table(TENANTS).map_err(backend)?,
+            reveals: txn.open_table(REVEALS).map_err(backend)?,
         })
     }
 
@@ -822,12 +826,150 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+    async fn put_tenant(
+        &self,
+        record: &TenantRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
         let record = record.clone();
         self.write(move |w| {
+            let stored = match w.tenants.get(record.id.as_str()).map_err(backend)? {
+                Some(json) => Some(
+                    serde_json::from_str::<TenantRecord>(json.value())
+                        .map_err(corrupt)?
+                        .version,
+                ),
+                None => None,
+            };
+            match (expected_version, stored) {
+                (None, Some(_)) => {
+                    return Err(StoreError::Conflict {
+                        attr: "id",
+                        value: record.id.to_string(),
+                    });
+                }
+                (Some(want), got) if got != Some(want) => return Err(StoreError::VersionMismatch),
+                _ => {}
+            }
             let json = serde_json::to_string(&record).map_err(corrupt)?;
             w.tenants
                 .insert(record.id.as_str(), json.as_str())
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tenants(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        let after = after.map(str::to_owned);
+        self.read(move |txn| {
+            let tenants = txn.open_table(TENANTS).map_err(backend)?;
+            let start = match &after {
+                Some(a) => Bound::Excluded(a.as_str()),
+                None => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            for entry in tenants
+                .range::<&str>((start, Bound::Unbounded))
+                .map_err(backend)?
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, json) = entry.map_err(backend)?;
+                out.push(serde_json::from_str(json.value()).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_reveal(&self, record: &RevealRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |w| {
+            let tenant = record.tenant.as_str();
+            let now_unix = OffsetDateTime::now_utc().unix_timestamp();
+            // Sweep this tenant's expired links (a handful at most) so
+            // they do not accumulate.
+            let mut expired = Vec::new();
+            for entry in w.reveals.range((tenant, "")..).map_err(backend)? {
+                let (key, json) = entry.map_err(backend)?;
+                let (t, hash) = key.value();
+                if t != tenant {
+                    break;
+                }
+                let r: RevealRecord = serde_json::from_str(json.value()).map_err(corrupt)?;
+                if r.expires_at <= now_unix {
+                    expired.push(hash.to_owned());
+                }
+            }
+            for hash in &expired {
+                w.reveals.remove((tenant, hash.as_str())).map_err(backend)?;
+            }
+            let json = serde_json::to_string(&record).map_err(corrupt)?;
+            w.reveals
+                .insert((tenant, record.ref_hash.as_str()), json.as_str())
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_reveal(
+        &self,
+        tenant: &TenantId,
+        ref_hash: &str,
+        now_unix: i64,
+    ) -> Result<Option<RevealRecord>, StoreError> {
+        let (tenant, hash) = (tenant.clone(), ref_hash.to_owned());
+        self.read(move |txn| {
+            let reveals = txn.open_table(REVEALS).map_err(backend)?;
+            match reveals
+                .get((tenant.as_str(), hash.as_str()))
+                .map_err(backend)?
+            {
+                Some(json) => {
+                    let r: RevealRecord = serde_json::from_str(json.value()).map_err(corrupt)?;
+                    Ok((r.expires_at > now_unix).then_some(r))
+                }
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn take_reveal(
+        &self,
+        tenant: &TenantId,
+        ref_hash: &str,
+        now_unix: i64,
+    ) -> Result<Option<RevealRecord>, StoreError> {
+        let (tenant, hash) = (tenant.clone(), ref_hash.to_owned());
+        // One write transaction: redb serialises writers, so of concurrent
+        // takers exactly one sees the record.
+        self.write(move |w| {
+            let Some(json) = w
+                .reveals
+                .remove((tenant.as_str(), hash.as_str()))
+                .map_err(backend)?
+            else {
+                return Ok(None);
+            };
+            let r: RevealRecord = serde_json::from_str(json.value()).map_err(corrupt)?;
+            Ok((r.expires_at > now_unix).then_some(r))
+        })
+        .await
+    }
+
+    async fn delete_reveal(&self, tenant: &TenantId, ref_hash: &str) -> Result<(), StoreError> {
+        let (tenant, hash) = (tenant.clone(), ref_hash.to_owned());
+        self.write(move |w| {
+            w.reveals
+                .remove((tenant.as_str(), hash.as_str()))
                 .map_err(backend)?;
             Ok(())
         })
@@ -856,18 +998,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scim.redb");
         let t = tenant("t1");
-        let rec = TenantRecord {
-            id: t.clone(),
-            token_sha256: "aa".into(),
-            created: "2024-01-01T00:00:00Z".into(),
-        };
+        let rec = crate::store::contract::tenant_record("t1");
         {
             let s = EmbeddedStore::open(&path).unwrap();
             add_user(&s, &t, "u1").await;
             s.create(&t, &group("g"), &[], &[member("u1")])
                 .await
                 .unwrap();
-            s.put_tenant(&rec).await.unwrap();
+            s.put_tenant(&rec, None).await.unwrap();
         }
         let s = EmbeddedStore::open(&path).unwrap();
         assert_eq!(s.get(&t, Kind::User, "u1").await.unwrap(), Some(user("u1")));

@@ -56,13 +56,54 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// Credential material of a tenant: only a hash of the bearer token.
+/// A tenant's entry in the registry the admin API manages. Holds no
+/// secret: the credential names its verification material, which lives in
+/// a [`crate::credentials::Vault`] (Secrets Manager on AWS).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TenantRecord {
     pub id: TenantId,
-    /// Hex SHA-256 of the current token; earlier tokens are not kept.
-    pub token_sha256: String,
+    pub name: String,
+    pub admin_email: String,
     pub created: String,
+    pub last_modified: String,
+    /// Bumped by every write; writes are conditional on it.
+    pub version: u64,
+    pub credential: Option<CredentialRecord>,
+}
+
+/// The tenant's current SCIM credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRecord {
+    /// Increases with every new credential; instances compare it on each
+    /// request, so a rotation is seen on the very next one.
+    pub generation: u64,
+    /// Where the verification material is (a Secrets Manager version id,
+    /// or the hash itself); opaque outside the vault.
+    pub material: String,
+    pub created_at: String,
+    pub revealed_at: Option<String>,
+    /// When the "Get Secret Token" link stops working; `None` when the
+    /// credential was not emailed (demo tenant, preset tokens).
+    pub reveal_expires_at: Option<String>,
+}
+
+/// A pending "Get Secret Token" link: the token sealed under a key only the
+/// link can derive, looked up by a hash of the link's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevealRecord {
+    pub tenant: TenantId,
+    /// Hex SHA-256 of the link's secret part.
+    pub ref_hash: String,
+    /// The credential generation it reveals; a newer one voids the link.
+    pub generation: u64,
+    pub tenant_url: String,
+    /// Nonce and ciphertext of the token, base64.
+    pub sealed: String,
+    /// Unix seconds after which the link is void (and the record swept).
+    pub expires_at: i64,
 }
 
 #[async_trait]
@@ -194,6 +235,46 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// A tenant's registry entry (strongly consistent: credential checks
+    /// rely on seeing a rotation at once).
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
-    async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;
+
+    /// Writes a tenant record. `expected_version: None` creates it
+    /// (`Conflict` on `id` if it exists); `Some(v)` replaces it only if the
+    /// stored version is `v` (`VersionMismatch` otherwise, or if missing).
+    async fn put_tenant(
+        &self,
+        record: &TenantRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Tenants in ascending id order, after `after`.
+    async fn list_tenants(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TenantRecord>, StoreError>;
+
+    /// Stores a pending reveal link (its `ref_hash` is unique).
+    async fn put_reveal(&self, record: &RevealRecord) -> Result<(), StoreError>;
+
+    /// Reads a reveal record without consuming it; expired ones are `None`.
+    async fn get_reveal(
+        &self,
+        tenant: &TenantId,
+        ref_hash: &str,
+        now_unix: i64,
+    ) -> Result<Option<RevealRecord>, StoreError>;
+
+    /// Atomically deletes and returns an unexpired reveal record: of
+    /// concurrent callers exactly one gets it.
+    async fn take_reveal(
+        &self,
+        tenant: &TenantId,
+        ref_hash: &str,
+        now_unix: i64,
+    ) -> Result<Option<RevealRecord>, StoreError>;
+
+    /// Deletes a reveal record if present (an aborted credential creation).
+    async fn delete_reveal(&self, tenant: &TenantId, ref_hash: &str) -> Result<(), StoreError>;
 }

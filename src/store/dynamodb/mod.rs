@@ -14,6 +14,8 @@
 //! | membership      | `T#{t}#G#{group}`  | `M#{member}`           |
 //! | reverse         | `T#{t}#M#{member}` | `G#{group}`            |
 //! | tenant          | `TENANT#{t}`       | `TENANT`               |
+//! | reveal link     | `TENANT#{t}`       | `REVEAL#{hash}`        |
+//! | tenant directory| `TENANTS`          | `{t}`                  |
 //!
 //! Every write that must be atomic is one `TransactWriteItems` whose
 //! conditions carry the semantics (versions, unique keys, membership
@@ -27,6 +29,7 @@
 mod call;
 mod keys;
 mod table;
+mod tenants;
 #[cfg(test)]
 mod tests;
 mod tx;
@@ -53,8 +56,8 @@ use self::call::{CallCounter, CallError, transient_cancel, transient_code, with_
 use self::keys::*;
 use self::tx::{Drops, Expr, MAX_ACTIONS, Tag, Tx, interpret, merge};
 use super::{
-    MemberDelta, MemberRef, Store, StoreError, StoredResource, TenantId, TenantRecord, UniqueKey,
-    Update,
+    MemberDelta, MemberRef, RevealRecord, Store, StoreError, StoredResource, TenantId,
+    TenantRecord, UniqueKey, Update,
 };
 use crate::scim::schema::Kind;
 
@@ -1623,21 +1626,48 @@ impl Store for DynamoStore {
     }
 
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        let item = self
-            .get_item(key(tenant_record_pk(tenant), TENANT_SK.into()))
-            .await?;
-        item.map(|i| {
-            serde_json::from_str(get_s(&i, DOC)?)
-                .map_err(|e| StoreError::Backend(format!("undecodable tenant record: {e}")))
-        })
-        .transpose()
+        self.read_tenant(tenant).await
     }
 
-    async fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(record)
-            .map_err(|e| StoreError::Backend(format!("encoding tenant record: {e}")))?;
-        let mut item = key(tenant_record_pk(&record.id), TENANT_SK.into());
-        item.insert(DOC.into(), s(doc));
-        self.put_item(item).await
+    async fn put_tenant(
+        &self,
+        record: &TenantRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.write_tenant(record, expected_version).await
+    }
+
+    async fn list_tenants(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        self.tenants_page(after, limit).await
+    }
+
+    async fn put_reveal(&self, record: &RevealRecord) -> Result<(), StoreError> {
+        self.store_reveal(record).await
+    }
+
+    async fn get_reveal(
+        &self,
+        tenant: &TenantId,
+        ref_hash: &str,
+        now_unix: i64,
+    ) -> Result<Option<RevealRecord>, StoreError> {
+        self.read_reveal(tenant, ref_hash, now_unix).await
+    }
+
+    async fn take_reveal(
+        &self,
+        tenant: &TenantId,
+        ref_hash: &str,
+        now_unix: i64,
+    ) -> Result<Option<RevealRecord>, StoreError> {
+        self.consume_reveal(tenant, ref_hash, now_unix).await
+    }
+
+    async fn delete_reveal(&self, tenant: &TenantId, ref_hash: &str) -> Result<(), StoreError> {
+        self.drop_reveal(tenant, ref_hash).await
     }
 }

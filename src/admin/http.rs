@@ -1,0 +1,273 @@
+//! The admin API over HTTP, under `/admin/v1`: JSON in and out, errors as
+//! [`AdminError`] bodies. Handlers extract, call [`super::Admin`], render.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{AdminError, DEFAULT_PAGE, MAX_PAGE, NewTenant, TenantPatch, tenant_view};
+use crate::auth::{AdminActor, AdminAuth};
+use crate::http::AppState;
+
+/// Admin bodies are small documents.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(list_tenants).post(create_tenant))
+        .route("/tenants/{tenant}", get(get_tenant).patch(update_tenant))
+        .route("/tenants/{tenant}/credentials", post(create_credentials))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The authenticated admin caller.
+pub struct Caller(pub AdminActor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AdminError> {
+        match state.admin_auth.as_ref() {
+            AdminAuth::Iam => iam_caller(parts).map(|arn| Caller(AdminActor::Iam(arn))),
+            auth @ AdminAuth::Key { .. } => {
+                let presented = parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, k)| k.trim());
+                match presented {
+                    Some(k) if auth.accepts_key(k) => Ok(Caller(AdminActor::LocalKey)),
+                    _ => Err(AdminError::Unauthorized(
+                        "the admin API needs Authorization: Bearer <admin key> (see <data-dir>/admin.key)".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The IAM principal API Gateway authenticated. API Gateway refuses
+/// unsigned calls itself; this refuses an event without a caller anyway,
+/// should the route ever lose its authoriser.
+fn iam_caller(parts: &Parts) -> Result<String, AdminError> {
+    use lambda_http::request::RequestContext;
+    let arn = match parts.extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(c)) => c.identity.user_arn.clone(),
+        Some(RequestContext::ApiGatewayV2(c)) => c
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.iam.as_ref())
+            .and_then(|i| i.user_arn.clone()),
+        _ => None,
+    };
+    arn.filter(|a| a.starts_with("arn:")).ok_or_else(|| {
+        AdminError::Unauthorized(
+            "the admin API needs a SigV4-signed request from an IAM principal".into(),
+        )
+    })
+}
+
+/// A JSON body (`application/json`, or no Content-Type), deserialised.
+pub struct AdminJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AdminJson<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AdminError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let essence = ct
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(AdminError::UnsupportedMediaType(format!(
+                    "send the body as application/json, not {essence:?}"
+                )));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            AdminError::bad(
+                "invalid_json",
+                format!("the body could not be read: {}", r.body_text()),
+            )
+        })?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(AdminError::PayloadTooLarge(format!(
+                "the body exceeds {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(body).map(AdminJson).map_err(|e| {
+            AdminError::bad(
+                "invalid_json",
+                format!("the body is not what this endpoint takes: {e}"),
+            )
+        })
+    }
+}
+
+/// This service's public origin for Tenant URLs and links: configuration,
+/// else (on Lambda) API Gateway's own domain and stage from the event.
+fn origin(state: &AppState, parts: &Parts) -> Option<String> {
+    state
+        .link_origin
+        .clone()
+        .or_else(|| crate::http::lambda_origin(parts))
+        .map(|o| o.trim_end_matches('/').to_owned())
+}
+
+/// The request's public origin, as an extractor.
+pub struct Origin(Option<String>);
+
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AdminError> {
+        Ok(Origin(origin(state, parts)))
+    }
+}
+
+fn query_pairs(parts: &axum::http::Uri) -> Vec<(String, String)> {
+    parts
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn create_tenant(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Origin(o): Origin,
+    AdminJson(new): AdminJson<NewTenant>,
+) -> Result<Response, AdminError> {
+    let r = s.admin.create_tenant(&actor, new).await?;
+    let mut resp = json_response(StatusCode::CREATED, &tenant_view(&r, o.as_deref()));
+    if let Ok(loc) = HeaderValue::from_str(&format!("/admin/v1/tenants/{}", r.id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn list_tenants(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Origin(o): Origin,
+    uri: axum::http::Uri,
+) -> Result<Response, AdminError> {
+    let mut cursor = None;
+    let mut limit = DEFAULT_PAGE;
+    for (k, v) in query_pairs(&uri) {
+        match k.as_str() {
+            "cursor" if !v.is_empty() => cursor = Some(v),
+            "cursor" => {}
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        AdminError::bad("invalid_limit", format!("limit: 1-{MAX_PAGE}"))
+                    })?;
+            }
+            other => {
+                return Err(AdminError::bad(
+                    "invalid_request",
+                    format!(
+                        "unknown query parameter {other:?}; this endpoint takes cursor and limit"
+                    ),
+                ));
+            }
+        }
+    }
+    let (page, next) = s.admin.list_tenants(cursor.as_deref(), limit).await?;
+    let tenants: Vec<Value> = page.iter().map(|r| tenant_view(r, o.as_deref())).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"tenants": tenants, "nextCursor": next}),
+    ))
+}
+
+async fn get_tenant(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Origin(o): Origin,
+    Path(t): Path<String>,
+) -> Result<Response, AdminError> {
+    let r = s.admin.get_tenant(&t).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &tenant_view(&r, o.as_deref()),
+    ))
+}
+
+async fn update_tenant(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Origin(o): Origin,
+    Path(t): Path<String>,
+    AdminJson(patch): AdminJson<TenantPatch>,
+) -> Result<Response, AdminError> {
+    let r = s.admin.update_tenant(&actor, &t, patch).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &tenant_view(&r, o.as_deref()),
+    ))
+}
+
+async fn create_credentials(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Origin(o): Origin,
+    Path(t): Path<String>,
+) -> Result<Response, AdminError> {
+    let issued = s.admin.create_credentials(&actor, &t, o.as_deref()).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "tenantUrl": issued.tenant_url,
+            "emailedTo": issued.emailed_to,
+            "revealExpiresAt": issued.reveal_expires_at,
+            "generation": issued.generation,
+        }),
+    ))
+}
+
+async fn not_found() -> AdminError {
+    AdminError::NotFound("no such admin endpoint; see /admin/v1/tenants".into())
+}
+
+async fn method_not_allowed() -> AdminError {
+    AdminError::MethodNotAllowed("this method is not supported on this admin endpoint".into())
+}

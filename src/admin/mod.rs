@@ -1,0 +1,251 @@
+//! The admin API's application layer: tenants and their credentials. The
+//! product's console, scripts and the CLI all come through here (HTTP in
+//! [`http`]); SCIM never does. Validation and rules live here once, for
+//! every store.
+
+pub mod error;
+pub mod http;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use error::AdminError;
+
+use crate::auth::AdminActor;
+use crate::credentials::{Credentials, Issued};
+use crate::scim::model::TenantId;
+use crate::store::{Store, StoreError, TenantRecord};
+
+/// Largest page of `GET /admin/v1/tenants`.
+pub const MAX_PAGE: usize = 100;
+pub const DEFAULT_PAGE: usize = 50;
+const MAX_NAME_CHARS: usize = 200;
+/// RFC 5321's limit on a forward path.
+const MAX_EMAIL_BYTES: usize = 254;
+/// Conditional-write retries of a tenant update.
+const UPDATE_ATTEMPTS: usize = 8;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewTenant {
+    pub id: String,
+    pub name: String,
+    pub admin_email: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub admin_email: Option<String>,
+}
+
+pub fn tenant_id(raw: &str) -> Result<TenantId, AdminError> {
+    TenantId::parse(raw).ok_or_else(|| {
+        AdminError::bad(
+            "invalid_id",
+            format!("tenant id {raw:?}: use 1-64 letters, digits, '-' or '_'"),
+        )
+    })
+}
+
+fn name(raw: &str) -> Result<String, AdminError> {
+    let n = raw.trim();
+    if n.is_empty() || n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
+        return Err(AdminError::bad(
+            "invalid_name",
+            format!("name: 1-{MAX_NAME_CHARS} characters, no control characters"),
+        ));
+    }
+    Ok(n.to_owned())
+}
+
+pub fn email(raw: &str) -> Result<String, AdminError> {
+    let e = raw.trim();
+    let parsed: Result<lettre::Address, _> = e.parse();
+    match parsed {
+        Ok(_) if e.len() <= MAX_EMAIL_BYTES => Ok(e.to_owned()),
+        _ => Err(AdminError::bad(
+            "invalid_email",
+            format!("adminEmail {raw:?} is not an email address like it@example.com"),
+        )),
+    }
+}
+
+/// A tenant as the admin API shows it. `origin` is this service's public
+/// origin, from configuration (never a request's Host header).
+pub fn tenant_view(r: &TenantRecord, origin: Option<&str>) -> Value {
+    json!({
+        "id": r.id.as_str(),
+        "name": r.name,
+        "adminEmail": r.admin_email,
+        "tenantUrl": origin.map(|o| format!("{o}/scim/v2/{}", r.id)),
+        "created": r.created,
+        "lastModified": r.last_modified,
+        "credentials": r.credential.as_ref().map(|c| json!({
+            "generation": c.generation,
+            "createdAt": c.created_at,
+            "revealedAt": c.revealed_at,
+            "revealExpiresAt": c.reveal_expires_at,
+        })),
+    })
+}
+
+pub struct Admin {
+    store: Arc<dyn Store>,
+    credentials: Arc<Credentials>,
+}
+
+impl Admin {
+    pub fn new(store: Arc<dyn Store>, credentials: Arc<Credentials>) -> Admin {
+        Admin { store, credentials }
+    }
+
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
+    }
+
+    pub async fn create_tenant(
+        &self,
+        actor: &AdminActor,
+        new: NewTenant,
+    ) -> Result<TenantRecord, AdminError> {
+        let id = tenant_id(&new.id)?;
+        let now = crate::service::now_rfc3339();
+        let record = TenantRecord {
+            id: id.clone(),
+            name: name(&new.name)?,
+            admin_email: email(&new.admin_email)?,
+            created: now.clone(),
+            last_modified: now,
+            version: 1,
+            credential: None,
+        };
+        match self.store.put_tenant(&record, None).await {
+            Err(StoreError::Conflict { .. }) => Err(AdminError::Conflict(format!(
+                "tenant {id:?} already exists"
+            ))),
+            other => {
+                other?;
+                tracing::info!(tenant = %id, actor = %actor, "tenant created");
+                Ok(record)
+            }
+        }
+    }
+
+    /// Creates the tenant unless it exists (the local demo tenant).
+    pub async fn ensure_tenant(
+        &self,
+        id: &TenantId,
+        display: &str,
+        admin_email: &str,
+    ) -> Result<TenantRecord, AdminError> {
+        if let Some(r) = self.store.get_tenant(id).await? {
+            return Ok(r);
+        }
+        let new = NewTenant {
+            id: id.to_string(),
+            name: display.to_owned(),
+            admin_email: admin_email.to_owned(),
+        };
+        match self.create_tenant(&AdminActor::LocalKey, new).await {
+            Err(AdminError::Conflict(_)) => self.get_tenant(id.as_str()).await,
+            other => other,
+        }
+    }
+
+    pub async fn get_tenant(&self, raw: &str) -> Result<TenantRecord, AdminError> {
+        let id = tenant_id(raw).map_err(|_| not_found(raw))?;
+        self.store
+            .get_tenant(&id)
+            .await?
+            .ok_or_else(|| not_found(raw))
+    }
+
+    /// A page of tenants after `cursor` (the last id of the previous page)
+    /// and the cursor of the next page, if there may be one.
+    pub async fn list_tenants(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<TenantRecord>, Option<String>), AdminError> {
+        if let Some(c) = cursor {
+            tenant_id(c).map_err(|_| {
+                AdminError::bad(
+                    "invalid_cursor",
+                    "cursor: use the nextCursor of the previous page",
+                )
+            })?;
+        }
+        let page = self.store.list_tenants(cursor, limit).await?;
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|r| r.id.to_string()))
+            .flatten();
+        Ok((page, next))
+    }
+
+    pub async fn update_tenant(
+        &self,
+        actor: &AdminActor,
+        raw: &str,
+        patch: TenantPatch,
+    ) -> Result<TenantRecord, AdminError> {
+        if patch.name.is_none() && patch.admin_email.is_none() {
+            return Err(AdminError::bad(
+                "invalid_request",
+                "nothing to change: give name and/or adminEmail",
+            ));
+        }
+        let new_name = patch.name.as_deref().map(name).transpose()?;
+        let new_email = patch.admin_email.as_deref().map(email).transpose()?;
+        for _ in 0..UPDATE_ATTEMPTS {
+            let mut record = self.get_tenant(raw).await?;
+            let expected = record.version;
+            if let Some(n) = &new_name {
+                record.name = n.clone();
+            }
+            if let Some(e) = &new_email {
+                record.admin_email = e.clone();
+            }
+            record.version += 1;
+            record.last_modified = crate::service::now_rfc3339();
+            match self.store.put_tenant(&record, Some(expected)).await {
+                Err(StoreError::VersionMismatch) => continue,
+                other => {
+                    other?;
+                    tracing::info!(tenant = %record.id, actor = %actor, "tenant updated");
+                    return Ok(record);
+                }
+            }
+        }
+        Err(AdminError::Conflict(
+            "the tenant keeps changing concurrently; retry".into(),
+        ))
+    }
+
+    pub async fn create_credentials(
+        &self,
+        actor: &AdminActor,
+        raw: &str,
+        origin: Option<&str>,
+    ) -> Result<Issued, AdminError> {
+        let record = self.get_tenant(raw).await?;
+        let origin = origin.ok_or_else(|| {
+            AdminError::Unavailable(
+                "no public base URL is configured (PUBLIC_BASE_URL), so no link can be emailed; nothing changed".into(),
+            )
+        })?;
+        let issued = self
+            .credentials
+            .create_and_email(&record.id, origin)
+            .await?;
+        tracing::info!(tenant = %record.id, actor = %actor, generation = issued.generation, "credentials created");
+        Ok(issued)
+    }
+}
+
+fn not_found(raw: &str) -> AdminError {
+    AdminError::NotFound(format!("tenant {raw:?} not found"))
+}

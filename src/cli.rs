@@ -1,0 +1,443 @@
+//! `scim-provisioning admin …`: a client of the admin API. Against a local
+//! server it authenticates with the admin key (`<data-dir>/admin.key`);
+//! against a deployment (`--endpoint https://…`) it signs each request with
+//! SigV4 for `execute-api`, from the standard AWS credential chain.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::auth::admin_key_path;
+
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach {endpoint}: {detail}")]
+    Unreachable { endpoint: String, detail: String },
+    /// The API answered an error (`{"error","detail"}`).
+    #[error("{detail} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    #[error("signing the request: {0}")]
+    Signing(String),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin API origin: a local server (default) or a deployment's
+    /// AdminEndpoint output (then requests are SigV4-signed).
+    #[arg(
+        long,
+        env = "SCIM_ADMIN_ENDPOINT",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub endpoint: String,
+    /// Data directory of the local server, whose admin.key is used.
+    #[arg(long, env = "SCIM_DATA_DIR", default_value = ".data", global = true)]
+    pub data_dir: PathBuf,
+    /// Admin key (instead of <data-dir>/admin.key).
+    #[arg(long, env = "SCIM_ADMIN_KEY", hide_env_values = true, global = true)]
+    pub admin_key: Option<String>,
+    /// AWS region for SigV4 (default: the AWS config's, else the one in the endpoint).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Tenants (organisations).
+    #[command(subcommand)]
+    Tenants(TenantCommand),
+    /// SCIM credentials of a tenant.
+    #[command(subcommand)]
+    Credentials(CredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Lists every tenant, page by page.
+    List {
+        /// Tenants per request.
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+    },
+    /// Creates a tenant.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+    },
+    /// Shows one tenant.
+    Show { id: String },
+    /// Changes a tenant's name or admin email.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        admin_email: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// "Create New Credentials": invalidates every earlier token of the
+    /// tenant and emails the Tenant URL and a one-time "Get Secret Token"
+    /// link to its admin email. The token is never printed here.
+    Create { tenant: String },
+}
+
+enum Auth {
+    Key(String),
+    SigV4 { region: Option<String> },
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+}
+
+fn is_local(endpoint: &str) -> bool {
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]")
+}
+
+/// The region in an execute-api host name.
+fn region_of(endpoint: &str) -> Option<String> {
+    let host = url::Url::parse(endpoint).ok()?.host_str()?.to_owned();
+    let mut parts = host.split('.');
+    let (_, api, region) = (parts.next()?, parts.next()?, parts.next()?);
+    (api == "execute-api").then(|| region.to_owned())
+}
+
+impl Client {
+    fn new(args: &AdminArgs) -> Result<Client, CliError> {
+        let auth = match &args.admin_key {
+            Some(k) => Auth::Key(k.trim().to_owned()),
+            None if is_local(&args.endpoint) => {
+                let path = admin_key_path(&args.data_dir);
+                let key = std::fs::read_to_string(&path).map_err(|e| {
+                    CliError::Usage(format!(
+                        "cannot read the admin key {}: {e} (start the server first, or pass --data-dir / --admin-key)",
+                        path.display()
+                    ))
+                })?;
+                Auth::Key(key.trim().to_owned())
+            }
+            None => Auth::SigV4 {
+                region: args.region.clone().or_else(|| region_of(&args.endpoint)),
+            },
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(Client {
+            http,
+            base: args.endpoint.trim_end_matches('/').to_owned(),
+            auth,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CliError> {
+        let url = format!("{}/admin/v1{path}", self.base);
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let mut req = axum::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url)
+            .header("accept", "application/json");
+        if !bytes.is_empty() {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req
+            .body(bytes)
+            .map_err(|e| CliError::Usage(format!("building the request: {e}")))?;
+        match &self.auth {
+            Auth::Key(k) => {
+                let v = format!("Bearer {k}").parse().map_err(|_| {
+                    CliError::Usage("the admin key is not a valid header value".into())
+                })?;
+                req.headers_mut().insert("authorization", v);
+            }
+            Auth::SigV4 { region } => sign(&mut req, region.clone()).await?,
+        }
+        let req = reqwest::Request::try_from(req).map_err(|e| CliError::Usage(e.to_string()))?;
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|e| CliError::Unreachable {
+                endpoint: self.base.clone(),
+                detail: e.to_string(),
+            })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({"detail": text}));
+        if status >= 400 {
+            return Err(CliError::Api {
+                status,
+                code: v["error"].as_str().unwrap_or("error").to_owned(),
+                detail: v["detail"]
+                    .as_str()
+                    .or_else(|| v["message"].as_str())
+                    .unwrap_or("no detail")
+                    .to_owned(),
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// SigV4 for API Gateway (`execute-api`), with credentials and region from
+/// the standard AWS chain.
+async fn sign(
+    req: &mut axum::http::Request<Vec<u8>>,
+    region: Option<String>,
+) -> Result<(), CliError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let region = region
+        .or_else(|| conf.region().map(|r| r.to_string()))
+        .ok_or_else(|| {
+            CliError::Signing("no AWS region: pass --region or set AWS_REGION".into())
+        })?;
+    let provider = conf.credentials_provider().ok_or_else(|| {
+        CliError::Signing("no AWS credentials found (AWS_PROFILE, env, SSO, instance role)".into())
+    })?;
+    let creds = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| CliError::Signing(format!("loading AWS credentials: {e}")))?;
+    let identity = creds.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("execute-api")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| CliError::Signing(e.to_string()))?
+        .into();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let uri = req.uri().to_string();
+    let signable = SignableRequest::new(
+        req.method().as_str(),
+        uri,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(req.body()),
+    )
+    .map_err(|e| CliError::Signing(e.to_string()))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| CliError::Signing(e.to_string()))?
+        .into_parts();
+    instructions.apply_to_request_http1x(req);
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A plain text table: a header row, then aligned columns.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    let mut out = vec![line(headers.iter().map(|h| (*h).to_owned()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+const TENANT_COLUMNS: [&str; 5] = ["ID", "NAME", "ADMIN EMAIL", "CREDENTIALS", "TENANT URL"];
+
+fn tenant_row(t: &Value) -> Vec<String> {
+    let creds = match &t["credentials"] {
+        Value::Null => "none".to_owned(),
+        c => {
+            let state = if c["revealedAt"].is_string() {
+                format!("revealed {}", text(&c["revealedAt"]))
+            } else if c["revealExpiresAt"].is_string() {
+                format!("link until {}", text(&c["revealExpiresAt"]))
+            } else {
+                "preset".to_owned()
+            };
+            format!("#{} {}", text(&c["generation"]), state)
+        }
+    };
+    vec![
+        text(&t["id"]),
+        text(&t["name"]),
+        text(&t["adminEmail"]),
+        creds,
+        text(&t["tenantUrl"]),
+    ]
+}
+
+fn print_tenant(t: &Value, json_out: bool) {
+    if json_out {
+        println!("{t}");
+    } else {
+        println!("{}", table(&TENANT_COLUMNS, &[tenant_row(t)]));
+    }
+}
+
+fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub async fn run(args: AdminArgs) -> Result<(), CliError> {
+    let client = Client::new(&args)?;
+    let json_out = args.json;
+    match args.command {
+        AdminCommand::Tenants(TenantCommand::List { page_size }) => {
+            let mut cursor: Option<String> = None;
+            let mut first = true;
+            loop {
+                let mut path = format!("/tenants?limit={}", page_size.clamp(1, 100));
+                if let Some(c) = &cursor {
+                    path.push_str(&format!("&cursor={}", segment(c)));
+                }
+                let page = client.call(reqwest::Method::GET, &path, None).await?;
+                let tenants = page["tenants"].as_array().cloned().unwrap_or_default();
+                // One page at a time, so a long listing starts at once.
+                if json_out {
+                    for t in &tenants {
+                        println!("{t}");
+                    }
+                } else {
+                    let rows: Vec<Vec<String>> = tenants.iter().map(tenant_row).collect();
+                    let rendered = table(&TENANT_COLUMNS, &rows);
+                    let body = if first {
+                        rendered.as_str()
+                    } else {
+                        rendered.split_once('\n').map_or("", |(_, b)| b)
+                    };
+                    if !body.is_empty() {
+                        println!("{body}");
+                    }
+                }
+                first = false;
+                match page["nextCursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        AdminCommand::Tenants(TenantCommand::Create {
+            id,
+            name,
+            admin_email,
+        }) => {
+            let t = client
+                .call(
+                    reqwest::Method::POST,
+                    "/tenants",
+                    Some(json!({"id": id, "name": name, "adminEmail": admin_email})),
+                )
+                .await?;
+            print_tenant(&t, json_out);
+        }
+        AdminCommand::Tenants(TenantCommand::Show { id }) => {
+            let t = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/tenants/{}", segment(&id)),
+                    None,
+                )
+                .await?;
+            print_tenant(&t, json_out);
+        }
+        AdminCommand::Tenants(TenantCommand::Update {
+            id,
+            name,
+            admin_email,
+        }) => {
+            let mut body = serde_json::Map::new();
+            if let Some(n) = name {
+                body.insert("name".into(), json!(n));
+            }
+            if let Some(e) = admin_email {
+                body.insert("adminEmail".into(), json!(e));
+            }
+            let t = client
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/tenants/{}", segment(&id)),
+                    Some(Value::Object(body)),
+                )
+                .await?;
+            print_tenant(&t, json_out);
+        }
+        AdminCommand::Credentials(CredentialCommand::Create { tenant }) => {
+            let c = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/tenants/{}/credentials", segment(&tenant)),
+                    None,
+                )
+                .await?;
+            if json_out {
+                println!("{c}");
+            } else {
+                println!(
+                    "New credentials for {tenant}: every earlier token is now invalid.\nTenant URL:   {}\nEmailed to:   {} (the \"Get Secret Token\" link works once, until {})",
+                    text(&c["tenantUrl"]),
+                    text(&c["emailedTo"]),
+                    text(&c["revealExpiresAt"])
+                );
+            }
+        }
+    }
+    Ok(())
+}
