@@ -711,3 +711,105 @@ fn routing_with_ignore_stage_in_path_set() {
 fn routing_with_ignore_stage_in_path_unset() {
     run_event_tests(false);
 }
+
+/// An admin API event: the REST fixture re-aimed at `/admin/v1{path}`,
+/// with the IAM caller API Gateway's `AWS_IAM` authoriser would record.
+fn admin_event(method: &str, path: &str, user_arn: Option<&str>, body: Option<Value>) -> Value {
+    let mut e = event("rest_v1_create_user.json");
+    let full = format!("/admin/v1{path}");
+    e["resource"] = json!("/admin/{proxy+}");
+    e["path"] = json!(full);
+    e["httpMethod"] = json!(method);
+    e["pathParameters"] = json!({"proxy": full.trim_start_matches("/admin/")});
+    e["requestContext"]["resourcePath"] = json!("/admin/{proxy+}");
+    e["requestContext"]["httpMethod"] = json!(method);
+    e["requestContext"]["path"] = json!(format!("/prod{full}"));
+    e["requestContext"]["identity"]["userArn"] = json!(user_arn);
+    e["requestContext"]["identity"]["caller"] = json!(user_arn.map(|_| "AIDAXMPL"));
+    for headers in ["headers", "multiValueHeaders"] {
+        let h = e[headers].as_object_mut().unwrap();
+        h.remove("Authorization");
+        h.remove("Content-Type");
+    }
+    match body {
+        Some(b) => {
+            e["body"] = json!(b.to_string());
+            e["headers"]["Content-Type"] = json!("application/json");
+            e["multiValueHeaders"]["Content-Type"] = json!(["application/json"]);
+        }
+        None => e["body"] = Value::Null,
+    }
+    e
+}
+
+#[tokio::test]
+async fn event_admin_request_without_an_iam_caller_is_refused() {
+    let f = fixture().await;
+    let svc = lambda_service(f.state.clone());
+    for (method, path, payload) in [
+        ("GET", "/tenants", None),
+        (
+            "POST",
+            "/tenants",
+            Some(json!({"id": "intruder", "name": "X", "adminEmail": "x@x.example"})),
+        ),
+        ("POST", "/tenants/acme/credentials", None),
+    ] {
+        let mut e = admin_event(method, path, None, payload);
+        // Not even a bearer token of the tenant, or a local admin key, opens it.
+        e["headers"]["Authorization"] = json!(format!("Bearer {TOKEN}"));
+        e["multiValueHeaders"]["Authorization"] = json!([format!("Bearer {TOKEN}")]);
+        let resp = invoke(&svc, e, "admin-no-caller").await;
+        assert_eq!(resp["statusCode"], 401, "{method} {path}: {resp:#}");
+        assert_eq!(body(&resp)["error"], "unauthorized");
+    }
+    // Nothing was created.
+    let arn = "arn:aws:iam::123456789012:role/console";
+    let resp = invoke(
+        &svc,
+        admin_event("GET", "/tenants/intruder", Some(arn), None),
+        "x",
+    )
+    .await;
+    assert_eq!(resp["statusCode"], 404, "{resp:#}");
+}
+
+#[tokio::test]
+async fn event_admin_request_from_an_iam_principal_is_served() {
+    let f = fixture().await;
+    let svc = lambda_service(f.state.clone());
+    let arn = "arn:aws:iam::123456789012:role/console";
+    let created = invoke(
+        &svc,
+        admin_event(
+            "POST",
+            "/tenants",
+            Some(arn),
+            Some(json!({"id": "initech", "name": "Initech", "adminEmail": "it@initech.example"})),
+        ),
+        "admin-create",
+    )
+    .await;
+    assert_eq!(created["statusCode"], 201, "{created:#}");
+    let tenant = body(&created);
+    // Without PUBLIC_BASE_URL the Tenant URL comes from API Gateway's own
+    // domain and stage in the event, not from a Host header.
+    assert_eq!(
+        tenant["tenantUrl"],
+        json!(format!("https://{V1_HOST}/prod/scim/v2/initech"))
+    );
+    let listed = invoke(
+        &svc,
+        admin_event("GET", "/tenants", Some(arn), None),
+        "admin-list",
+    )
+    .await;
+    assert_eq!(listed["statusCode"], 200, "{listed:#}");
+    let ids: Vec<Value> = body(&listed)["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("acme"), json!("initech")]);
+}

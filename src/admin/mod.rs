@@ -237,11 +237,9 @@ impl Admin {
                 "no public base URL is configured (PUBLIC_BASE_URL), so no link can be emailed; nothing changed".into(),
             )
         })?;
-        let issued = self
-            .credentials
-            .create_and_email(&record.id, origin)
-            .await?;
-        tracing::info!(tenant = %record.id, actor = %actor, generation = issued.generation, "credentials created");
+        let id = record.id.clone();
+        let issued = self.credentials.create_and_email(record, origin).await?;
+        tracing::info!(tenant = %id, actor = %actor, generation = issued.generation, "credentials created");
         Ok(issued)
     }
 }

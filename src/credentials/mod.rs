@@ -285,17 +285,14 @@ impl Credentials {
     /// "Create New Credentials": generate a token and a link, store the
     /// sealed token, send the email, store the verification material, and
     /// only then make the new credential current (one conditional write).
-    /// `link_origin` is the configured public origin of this service.
+    /// `record` is the tenant as just read (the commit is conditional on its
+    /// version); `link_origin` the configured public origin.
     pub async fn create_and_email(
         &self,
-        tenant: &TenantId,
+        record: TenantRecord,
         link_origin: &str,
     ) -> Result<Issued, CredentialError> {
-        let record = self
-            .store
-            .get_tenant(tenant)
-            .await?
-            .ok_or_else(|| CredentialError::UnknownTenant(tenant.clone()))?;
+        let tenant = &record.id.clone();
         let generation = record.credential.as_ref().map_or(0, |c| c.generation) + 1;
         let token = secret::generate(TOKEN_PREFIX);
         let link_secret = secret::link_secret();

@@ -48,6 +48,8 @@ pub struct TestServer {
     pub token: String,
     pub other_token: String,
     data_dir: PathBuf,
+    /// Where the server's stderr (its logs) goes, if captured.
+    stderr_file: Option<PathBuf>,
     _tmp: tempfile::TempDir,
     pub client: reqwest::Client,
 }
@@ -61,6 +63,43 @@ pub struct Resp {
 }
 
 impl Resp {
+    pub async fn read(resp: reqwest::Response) -> Resp {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Asserts an admin API error: this status, JSON, and this `error` code.
+    #[track_caller]
+    pub fn expect_admin_error(self, status: u16, code: &str) -> Resp {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(self.body["error"], json!(code), "error code: {}", self.body);
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "detail missing: {}",
+            self.body
+        );
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        self
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
@@ -155,6 +194,27 @@ impl TestServer {
 
     /// With extra environment for the server process.
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> TestServer {
+        TestServer::build(backend, env, None, false)
+    }
+
+    /// A second server process on the same DynamoDB table and tokens as
+    /// `other` (another warm instance of one deployment).
+    pub async fn start_sharing(other: &TestServer, env: &[(&str, &str)]) -> TestServer {
+        TestServer::build(other.backend, env, Some(other), false)
+    }
+
+    /// With the server's stderr (its logs) written to a file, see
+    /// [`TestServer::logs`].
+    pub async fn start_capturing_logs(backend: Backend, env: &[(&str, &str)]) -> TestServer {
+        TestServer::build(backend, env, None, true)
+    }
+
+    fn build(
+        backend: Backend,
+        env: &[(&str, &str)],
+        sharing: Option<&TestServer>,
+        capture: bool,
+    ) -> TestServer {
         if backend == Backend::DynamoDb {
             assert!(
                 std::env::var_os("AWS_ENDPOINT_URL").is_some(),
@@ -163,7 +223,9 @@ impl TestServer {
         }
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
+        let stderr_file = capture.then(|| tmp.path().join("stderr.log"));
         let mut s = TestServer {
+            stderr_file,
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -181,6 +243,11 @@ impl TestServer {
                 .build()
                 .expect("client"),
         };
+        if let Some(o) = sharing {
+            s.table = o.table.clone();
+            s.token = o.token.clone();
+            s.other_token = o.other_token.clone();
+        }
         s.spawn();
         s
     }
@@ -199,7 +266,16 @@ impl TestServer {
             .env("SCIM_EXPOSE_STORE_CALLS", "true")
             .env_remove("AWS_LAMBDA_RUNTIME_API")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &self.stderr_file {
+                Some(p) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .expect("log file"),
+                ),
+                None => Stdio::inherit(),
+            });
         if self.backend == Backend::DynamoDb {
             let template = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
             cmd.args([
@@ -243,6 +319,109 @@ impl TestServer {
         self.spawn();
     }
 
+    /// Everything the server logged so far (started with
+    /// [`TestServer::start_capturing_logs`]).
+    pub fn logs(&self) -> String {
+        let p = self.stderr_file.as_ref().expect("started capturing logs");
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// The admin key the server generated into its data directory.
+    pub fn admin_key(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.key"))
+            .expect("admin.key")
+            .trim()
+            .to_owned()
+    }
+
+    /// An admin API request with the server's admin key.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let key = self.admin_key();
+        self.admin_with(method, path, Some(&key), body).await
+    }
+
+    /// An admin API request with any (or no) bearer credential.
+    pub async fn admin_with(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}/admin/v1{path}", self.origin));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        Resp::read(resp).await
+    }
+
+    /// Creates a tenant through the admin API.
+    pub async fn create_tenant(&self, id: &str, admin_email: &str) -> Value {
+        self.admin(
+            Method::POST,
+            "/tenants",
+            Some(json!({"id": id, "name": format!("Tenant {id}"), "adminEmail": admin_email})),
+        )
+        .await
+        .expect(201)
+        .body
+    }
+
+    /// `scim-provisioning admin …` against this server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_scim-provisioning"))
+            .arg("admin")
+            .args(["--endpoint", &self.origin])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .env_remove("SCIM_ADMIN_KEY")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .output()
+            .expect("run the CLI")
+    }
+
+    /// The `.eml` files in the local outbox, oldest first.
+    pub fn outbox(&self) -> Vec<String> {
+        let dir = self.data_dir.join("outbox");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).expect("read eml"))
+            .collect()
+    }
+
+    /// A page request (`/credentials/…`): status and HTML.
+    pub async fn page(&self, method: Method, url: &str) -> (u16, String) {
+        let resp = self
+            .client
+            .request(method, url)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
     /// The DynamoDB table of a DynamoDB-backed server.
     pub fn table(&self) -> &str {
         &self.table
@@ -280,19 +459,7 @@ impl TestServer {
                 .body(b.to_string());
         }
         let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        Resp::read(resp).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -350,6 +517,26 @@ pub fn group(name: &str, members: &[&str]) -> Value {
 
 pub fn patch_op(ops: Value) -> Value {
     json!({"schemas": [PATCH_URN], "Operations": ops})
+}
+
+/// The "Get Secret Token" link in an email (.eml text or HTML body):
+/// `{origin}/credentials/{ref}`.
+pub fn link_in(mail: &str) -> String {
+    // Undo quoted-printable soft line breaks (long lines are wrapped).
+    let mail = mail.replace("=\r\n", "").replace("=\n", "");
+    let start = mail.find("/credentials/").expect("a credentials link");
+    let begin = mail[..start].rfind("http").expect("link origin");
+    let end = mail[start..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
+        .map_or(mail.len(), |e| start + e);
+    mail[begin..end].to_owned()
+}
+
+/// The token shown on a revealed page.
+pub fn token_in(page: &str) -> Option<String> {
+    let start = page.find("<code id=\"token\">")? + "<code id=\"token\">".len();
+    let end = page[start..].find('<')? + start;
+    Some(page[start..end].to_owned())
 }
 
 /// `filter=` value, URL-encoded.

@@ -4,9 +4,12 @@
 
 mod harness;
 
+mod admin;
+mod browser;
 mod concurrency;
 mod costs;
 mod credentials;
+mod credentials_aws;
 mod discovery;
 mod durability;
 mod errors;

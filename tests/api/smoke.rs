@@ -1,5 +1,6 @@
-//! The local server's first start, its printed credentials, and the
-//! `token` admin command, through the binary itself.
+//! The local server's first start, its printed credentials and admin key
+//! file, and rotating the demo tenant's token with the admin CLI, through
+//! the binary itself.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -48,7 +49,7 @@ fn start_plain(data: &Path) -> (Child, Vec<String>) {
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.expect("line");
-        let done = line.starts_with("Secret Token:");
+        let done = line.starts_with("Admin API:");
         seen.push(line);
         if done {
             break;
@@ -83,74 +84,128 @@ fn stop(mut c: Child) {
 }
 
 #[tokio::test]
-async fn first_start_prints_a_token_once_and_the_token_command_rotates_it() {
+async fn first_start_prints_a_token_once_and_the_admin_cli_rotates_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
 
     let (child, lines) = start_plain(&data);
     let tenant_url = field(&lines, "Tenant URL:").to_owned();
     let token = field(&lines, "Secret Token:").to_owned();
-    assert!(token.starts_with("scim_") && token.len() > 40, "{token}");
+    assert!(
+        scim_provisioning::credentials::secret::well_formed("scim_", &token),
+        "{token}"
+    );
     assert!(tenant_url.ends_with("/scim/v2/first"), "{tenant_url}");
     let users = format!("{tenant_url}/Users");
     assert_eq!(status(&users, &token).await, 200);
     assert_eq!(status(&users, "scim_wrong").await, 401);
+
+    // The admin key is in a private file whose path (not the key) is printed.
+    let key_file = data.join("admin.key");
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(scim_provisioning::credentials::secret::well_formed(
+        "scimadm_", &key
+    ));
+    let admin_line = field(&lines, "Admin API:");
+    assert!(
+        admin_line.contains(&key_file.display().to_string()),
+        "{admin_line}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&key)),
+        "admin key printed: {lines:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "admin.key mode {mode:o}");
+    }
     stop(child);
 
     // Only a hash is at rest: the token appears nowhere in the data files.
     for entry in std::fs::read_dir(&data).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            continue;
+        }
+        let bytes = std::fs::read(path).unwrap();
         assert!(
             !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
             "plaintext token stored"
         );
     }
 
-    // A restart prints no token and keeps the old one valid.
+    // A restart prints no token, keeps the old one valid and the same key.
     let (child, lines) = start_plain(&data);
     assert!(
         !field(&lines, "Secret Token:").starts_with("scim_"),
         "token printed twice: {lines:?}"
     );
-    let users = format!("{}/Users", field(&lines, "Tenant URL:"));
+    let tenant_url = field(&lines, "Tenant URL:").to_owned();
+    let users = format!("{tenant_url}/Users");
     assert_eq!(status(&users, &token).await, 200);
-    stop(child);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
 
-    // `token` issues a new one and invalidates the old one.
+    // The admin CLI creates new credentials on the running server: the old
+    // token stops working at once; the email's link reveals the new one.
+    let origin = tenant_url.trim_end_matches("/scim/v2/first");
     let out = Command::new(env!("CARGO_BIN_EXE_scim-provisioning"))
-        .args(["token", "first", "--data-dir"])
+        .args([
+            "admin",
+            "--endpoint",
+            origin,
+            "credentials",
+            "create",
+            "first",
+        ])
+        .arg("--data-dir")
         .arg(&data)
         .output()
-        .expect("token command");
+        .expect("admin CLI");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
-    let new_token = field(&lines, "Secret Token:").to_owned();
-    assert_ne!(new_token, token);
-
-    let (child, lines) = start_plain(&data);
-    let users = format!("{}/Users", field(&lines, "Tenant URL:"));
-    assert_eq!(status(&users, &new_token).await, 200);
     assert_eq!(
         status(&users, &token).await,
         401,
         "the old token must stop working"
     );
+    let outbox = data.join("outbox");
+    let eml = std::fs::read_dir(&outbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let link = link_in(&std::fs::read_to_string(eml).unwrap());
+    let page = reqwest::Client::new().post(&link).send().await.unwrap();
+    let new_token = token_in(&page.text().await.unwrap()).expect("revealed token");
+    assert_ne!(new_token, token);
+    assert_eq!(status(&users, &new_token).await, 200);
     stop(child);
 }
 
 #[tokio::test]
-async fn token_command_rejects_a_bad_tenant_id() {
+async fn a_bad_demo_tenant_id_is_refused_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_scim-provisioning"))
-        .args(["token", "no/slashes", "--data-dir"])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--demo-tenant",
+            "no/slashes",
+            "--data-dir",
+        ])
         .arg(tmp.path())
         .output()
-        .expect("token command");
+        .expect("serve");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tenant id"));
 }
