@@ -8,8 +8,8 @@
 # Manager secret (created in the emulator) named by CURSOR_KEY_SECRET_ARN.
 #
 # The Lambda entry creates no tenant, so the table and the tenant are made
-# first, with the operator's command
-#   scim-provisioning token TENANT --store dynamodb --table T --create-table-from template.yaml
+# first through the admin API (admin CLI, "Create New Credentials", the
+# emailed link), on the same table and Secrets Manager prefix.
 #   scripts/lambda-e2e.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -41,17 +41,31 @@ fail() {
   exit 1
 }
 
-# ---- the table and the tenant
+# ---- the table and the tenant, through the admin API
 log "table $table and tenant $tenant on DynamoDB ($AWS_ENDPOINT_URL)"
 # Tenants' credentials live in Secrets Manager, as on AWS.
 secret_prefix="scim-e2e-$RANDOM$RANDOM/tenants/"
-# The operator's command (infra/README.md), plus table creation for the emulator.
-out="$(RUST_LOG=warn "$bin" token "$tenant" --store dynamodb --table "$table" \
-  --tenant-secret-prefix "$secret_prefix" \
-  --create-table-from template.yaml 2>"$work/token.log")" || fail "token --store dynamodb: $out"
-token="$(printf '%s\n' "$out" | sed -n 's/^Secret Token: *//p' | head -1)"
-[ -n "$token" ] || fail "token --store dynamodb printed no Secret Token: $out"
-echo "tenant created by: $BIN token $tenant --store dynamodb --table $table --tenant-secret-prefix $secret_prefix --create-table-from template.yaml"
+# A local server on the same table and secrets (the emulator has no IAM
+# in front of the function URL, so the admin API is driven locally): it
+# creates the table, then the admin CLI creates the tenant and credentials
+# and the emailed link (outbox) reveals the token.
+sport="$(free_port)"
+RUST_LOG=warn "$bin" serve --port "$sport" --data-dir "$work/data" --store dynamodb --table "$table" \
+  --tenant-secret-prefix "$secret_prefix" --create-table-from template.yaml \
+  >"$work/serve.log" 2>&1 &
+serve_pid=$!
+pids+=("$serve_pid")
+wait_for_http "http://127.0.0.1:$sport/scim/v2/demo/ServiceProviderConfig" 60 || fail "local server did not start"
+admin() { "$bin" admin --endpoint "http://127.0.0.1:$sport" --data-dir "$work/data" "$@"; }
+admin tenants create "$tenant" --name "Lambda e2e" --admin-email it@e2e.example >/dev/null \
+  || fail "admin tenants create"
+admin credentials create "$tenant" >/dev/null || fail "admin credentials create"
+link="$(grep -ho "http://127.0.0.1:$sport/credentials/$tenant\.[A-Za-z0-9]*" "$work"/data/outbox/*.eml | head -1)"
+[ -n "$link" ] || fail "no Get Secret Token link in the outbox"
+token="$(curl -s -X POST "$link" | sed -n 's/.*<code id="token">\([^<]*\)<.*/\1/p' | head -1)"
+[ -n "$token" ] || fail "the link revealed no token"
+kill "$serve_pid"
+echo "tenant $tenant created and its token revealed through the admin API"
 
 # ---- the cursor key, as on AWS: a Secrets Manager secret (in the emulator)
 secret_arn="$("$VENV/bin/python" - "$table" "$cursor_key" <<'PY'
