@@ -290,7 +290,15 @@ pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
         .public_base_url
         .clone()
         .map(|o| o.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| {
+            // A wildcard bind is no address to put in a link.
+            let host = if addr.ip().is_unspecified() {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+            } else {
+                addr
+            };
+            format!("http://{host}")
+        });
     state.public_base_url = config.public_base_url.clone();
     state.link_origin = Some(origin.clone());
     state.expose_store_calls = config.expose_store_calls;

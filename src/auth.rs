@@ -5,7 +5,21 @@
 
 use std::path::Path;
 
+use axum::http::{HeaderMap, header};
+
 use crate::credentials::secret::{self, ADMIN_KEY_PREFIX};
+
+/// The credential of `Authorization: Bearer <credential>` (scheme
+/// case-insensitive), if the header has that shape.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+}
 
 /// How admin requests are authenticated.
 pub enum AdminAuth {

@@ -116,17 +116,24 @@ impl From<CredentialError> for AdminError {
     }
 }
 
+/// A JSON answer of the admin API; never cached (it names tenants).
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let body = json!({"error": code, "detail": self.to_string()});
-        let mut resp = (status, body.to_string()).into_response();
+        let mut resp = json_response(status, &body);
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match status {
             StatusCode::UNAUTHORIZED => {
                 h.insert(

@@ -6,11 +6,12 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::error::json_response;
 use super::{AdminError, DEFAULT_PAGE, MAX_PAGE, NewTenant, TenantPatch, tenant_view};
 use crate::auth::{AdminActor, AdminAuth};
 use crate::http::AppState;
@@ -27,17 +28,6 @@ pub fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
 /// The authenticated admin caller.
 pub struct Caller(pub AdminActor);
 
@@ -48,14 +38,7 @@ impl FromRequestParts<AppState> for Caller {
         match state.admin_auth.as_ref() {
             AdminAuth::Iam => iam_caller(parts).map(|arn| Caller(AdminActor::Iam(arn))),
             auth @ AdminAuth::Key { .. } => {
-                let presented = parts
-                    .headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(|h| h.split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, k)| k.trim());
-                match presented {
+                match crate::auth::bearer(&parts.headers) {
                     Some(k) if auth.accepts_key(k) => Ok(Caller(AdminActor::LocalKey)),
                     _ => Err(AdminError::Unauthorized(
                         "the admin API needs Authorization: Bearer <admin key> (see <data-dir>/admin.key)".into(),

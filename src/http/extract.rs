@@ -89,14 +89,7 @@ impl FromRequestParts<AppState> for Authed {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let unauthorized =
             || ScimError::Unauthorized("a valid bearer token for this tenant is required".into());
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
+        let token = crate::auth::bearer(&parts.headers).map(str::to_owned);
         // Look the tenant up only after the header is known to be usable, and
         // answer an unknown tenant exactly like a wrong token.
         let Some(token) = token else {

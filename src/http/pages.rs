@@ -202,22 +202,38 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// Runs a link lookup unless the client is refused; a miss counts as a
+/// failure, and a store fault is a 503 page.
+async fn guarded<T, E: std::fmt::Display>(
+    s: &AppState,
+    ip: IpAddr,
+    what: &str,
+    lookup: impl Future<Output = Result<Option<T>, E>>,
+    found: impl FnOnce(T) -> Response,
+) -> Response {
+    if let Some(wait) = s.reveal_guard.blocked(ip) {
+        return too_many(wait);
+    }
+    match lookup.await {
+        Ok(Some(v)) => found(v),
+        Ok(None) => s.reveal_guard.failed(ip).map_or_else(gone, too_many),
+        Err(e) => {
+            tracing::error!(error = %e, "{what} failed");
+            unavailable()
+        }
+    }
+}
+
 pub async fn show(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
     Path(reference): Path<String>,
 ) -> Response {
-    if let Some(wait) = s.reveal_guard.blocked(ip) {
-        return too_many(wait);
-    }
-    match s.credentials.peek(&reference).await {
-        Ok(Some(tenant_url)) => page(StatusCode::OK, "ready", &tenant_url, ""),
-        Ok(None) => s.reveal_guard.failed(ip).map_or_else(gone, too_many),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a reveal link failed");
-            unavailable()
-        }
-    }
+    let lookup = s.credentials.peek(&reference);
+    guarded(&s, ip, "reading a reveal link", lookup, |tenant_url| {
+        page(StatusCode::OK, "ready", &tenant_url, "")
+    })
+    .await
 }
 
 pub async fn reveal(
@@ -225,18 +241,10 @@ pub async fn reveal(
     ClientIp(ip): ClientIp,
     Path(reference): Path<String>,
 ) -> Response {
-    if let Some(wait) = s.reveal_guard.blocked(ip) {
-        return too_many(wait);
-    }
-    match s.credentials.reveal(&reference).await {
-        Ok(Some(r)) => {
-            tracing::info!(tenant = %r.tenant, generation = r.generation, "secret token revealed");
-            page(StatusCode::OK, "revealed", &r.tenant_url, &r.token)
-        }
-        Ok(None) => s.reveal_guard.failed(ip).map_or_else(gone, too_many),
-        Err(e) => {
-            tracing::error!(error = %e, "consuming a reveal link failed");
-            unavailable()
-        }
-    }
+    let lookup = s.credentials.reveal(&reference);
+    guarded(&s, ip, "consuming a reveal link", lookup, |r| {
+        tracing::info!(tenant = %r.tenant, generation = r.generation, "secret token revealed");
+        page(StatusCode::OK, "revealed", &r.tenant_url, &r.token)
+    })
+    .await
 }
