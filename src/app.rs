@@ -216,10 +216,11 @@ pub fn build_state(
     admin_auth: AdminAuth,
 ) -> AppState {
     let credentials = Arc::new(Credentials::new(store.clone(), vault, mailer, reveal_ttl));
+    let service = Arc::new(Service::new(store.clone(), cursor_key));
     AppState {
-        admin: Arc::new(Admin::new(store.clone(), credentials.clone())),
+        admin: Arc::new(Admin::new(store, credentials.clone(), service.clone())),
         credentials,
-        service: Arc::new(Service::new(store, cursor_key)),
+        service,
         admin_auth: Arc::new(admin_auth),
         reveal_guard: Arc::new(RevealGuard::from_env()),
         public_base_url: None,

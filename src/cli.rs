@@ -64,6 +64,80 @@ pub enum AdminCommand {
     /// SCIM credentials of a tenant.
     #[command(subcommand)]
     Credentials(CredentialCommand),
+    /// A tenant's users (the console's view: label, licence, admin role).
+    #[command(subcommand)]
+    Users(UserCommand),
+    /// Licences assigned or removed by hand.
+    #[command(subcommand)]
+    Licence(LicenceCommand),
+    /// The admin role (admins cannot be deactivated or deleted through SCIM).
+    #[command(subcommand)]
+    Admins(AdminRoleCommand),
+    /// A tenant's groups and their members.
+    #[command(subcommand)]
+    Groups(GroupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Lists users page by page, with optional filters.
+    List {
+        tenant: String,
+        #[arg(long, value_parser = ["scim", "manual"])]
+        provisioned: Option<String>,
+        #[arg(long, value_parser = ["assigned", "waiting", "none"])]
+        licence: Option<String>,
+        /// Only administrators.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+    },
+    /// Adds a user in the console (not labelled SCIM, no licence).
+    Create {
+        tenant: String,
+        user_name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Shows one user.
+    Show { tenant: String, id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenceCommand {
+    /// Assigns a licence (needs a free seat).
+    Assign { tenant: String, user: String },
+    /// Removes a licence; with auto-assignment on, the seat goes to the
+    /// longest-waiting user.
+    Remove { tenant: String, user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminRoleCommand {
+    /// Grants the admin role to an active user.
+    Grant { tenant: String, user: String },
+    /// Revokes it (then SCIM may deactivate or delete the user).
+    Revoke { tenant: String, user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Lists groups with their member counts.
+    List {
+        tenant: String,
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+    },
+    /// Lists a group's members page by page.
+    Members {
+        tenant: String,
+        group: String,
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +155,12 @@ pub enum TenantCommand {
         name: String,
         #[arg(long)]
         admin_email: String,
+        /// Seats (licences); 25 if not given.
+        #[arg(long)]
+        seats: Option<u64>,
+        /// Do not assign licences to SCIM users automatically.
+        #[arg(long)]
+        no_auto_assign: bool,
     },
     /// Shows one tenant.
     Show { id: String },
@@ -91,6 +171,11 @@ pub enum TenantCommand {
         name: Option<String>,
         #[arg(long)]
         admin_email: Option<String>,
+        #[arg(long)]
+        seats: Option<u64>,
+        /// Assign licences to SCIM users automatically.
+        #[arg(long)]
+        auto_assign: Option<bool>,
     },
 }
 
@@ -299,7 +384,15 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-const TENANT_COLUMNS: [&str; 5] = ["ID", "NAME", "ADMIN EMAIL", "CREDENTIALS", "TENANT URL"];
+const TENANT_COLUMNS: [&str; 7] = [
+    "ID",
+    "NAME",
+    "ADMIN EMAIL",
+    "SEATS",
+    "AUTO",
+    "CREDENTIALS",
+    "TENANT URL",
+];
 
 fn tenant_row(t: &Value) -> Vec<String> {
     let creds = match &t["credentials"] {
@@ -319,6 +412,13 @@ fn tenant_row(t: &Value) -> Vec<String> {
         text(&t["id"]),
         text(&t["name"]),
         text(&t["adminEmail"]),
+        format!(
+            "{}/{} (+{} waiting)",
+            text(&t["seatsUsed"]),
+            text(&t["seats"]),
+            text(&t["seatsWaiting"])
+        ),
+        text(&t["autoAssignLicences"]),
         creds,
         text(&t["tenantUrl"]),
     ]
@@ -332,6 +432,84 @@ fn print_tenant(t: &Value, json_out: bool) {
     }
 }
 
+const USER_COLUMNS: [&str; 7] = [
+    "ID",
+    "USERNAME",
+    "DISPLAY NAME",
+    "ACTIVE",
+    "LICENCE",
+    "ADMIN",
+    "PROVISIONED",
+];
+
+fn user_row(u: &Value) -> Vec<String> {
+    let provisioned = match u["provisionedAt"].as_str() {
+        Some(at) => format!("scim {at}"),
+        None => "manual".into(),
+    };
+    vec![
+        text(&u["id"]),
+        text(&u["userName"]),
+        text(&u["displayName"]),
+        text(&u["active"]),
+        text(&u["licence"]),
+        text(&u["admin"]),
+        provisioned,
+    ]
+}
+
+fn print_user(u: &Value, json_out: bool) {
+    if json_out {
+        println!("{u}");
+    } else {
+        println!("{}", table(&USER_COLUMNS, &[user_row(u)]));
+    }
+}
+
+/// Fetches `path` page by page (`nextCursor`), printing each page as it
+/// arrives: JSON lines, or one table whose header comes once.
+async fn stream(
+    client: &Client,
+    path: &str,
+    field: &str,
+    json_out: bool,
+    columns: &[&str],
+    row: fn(&Value) -> Vec<String>,
+) -> Result<(), CliError> {
+    let mut cursor: Option<String> = None;
+    let mut first = true;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}cursor={}", segment(c)),
+            None => path.to_owned(),
+        };
+        let page = client.call(reqwest::Method::GET, &url, None).await?;
+        let items = page[field].as_array().cloned().unwrap_or_default();
+        if json_out {
+            for i in &items {
+                println!("{i}");
+            }
+        } else {
+            let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+            let rendered = table(columns, &rows);
+            let body = if first {
+                rendered.as_str()
+            } else {
+                rendered.split_once('\n').map_or("", |(_, b)| b)
+            };
+            if !body.is_empty() {
+                println!("{body}");
+            }
+        }
+        first = false;
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok(()),
+        }
+    }
+}
+
 fn segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -341,50 +519,33 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
     let json_out = args.json;
     match args.command {
         AdminCommand::Tenants(TenantCommand::List { page_size }) => {
-            let mut cursor: Option<String> = None;
-            let mut first = true;
-            loop {
-                let mut path = format!("/tenants?limit={}", page_size.clamp(1, 100));
-                if let Some(c) = &cursor {
-                    path.push_str(&format!("&cursor={}", segment(c)));
-                }
-                let page = client.call(reqwest::Method::GET, &path, None).await?;
-                let tenants = page["tenants"].as_array().cloned().unwrap_or_default();
-                // One page at a time, so a long listing starts at once.
-                if json_out {
-                    for t in &tenants {
-                        println!("{t}");
-                    }
-                } else {
-                    let rows: Vec<Vec<String>> = tenants.iter().map(tenant_row).collect();
-                    let rendered = table(&TENANT_COLUMNS, &rows);
-                    let body = if first {
-                        rendered.as_str()
-                    } else {
-                        rendered.split_once('\n').map_or("", |(_, b)| b)
-                    };
-                    if !body.is_empty() {
-                        println!("{body}");
-                    }
-                }
-                first = false;
-                match page["nextCursor"].as_str() {
-                    Some(c) => cursor = Some(c.to_owned()),
-                    None => break,
-                }
-            }
+            let path = format!("/tenants?limit={}", page_size.clamp(1, 100));
+            stream(
+                &client,
+                &path,
+                "tenants",
+                json_out,
+                &TENANT_COLUMNS,
+                tenant_row,
+            )
+            .await?;
         }
         AdminCommand::Tenants(TenantCommand::Create {
             id,
             name,
             admin_email,
+            seats,
+            no_auto_assign,
         }) => {
+            let mut body = json!({"id": id, "name": name, "adminEmail": admin_email});
+            if let Some(n) = seats {
+                body["seats"] = json!(n);
+            }
+            if no_auto_assign {
+                body["autoAssignLicences"] = json!(false);
+            }
             let t = client
-                .call(
-                    reqwest::Method::POST,
-                    "/tenants",
-                    Some(json!({"id": id, "name": name, "adminEmail": admin_email})),
-                )
+                .call(reqwest::Method::POST, "/tenants", Some(body))
                 .await?;
             print_tenant(&t, json_out);
         }
@@ -402,8 +563,16 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
             id,
             name,
             admin_email,
+            seats,
+            auto_assign,
         }) => {
             let mut body = serde_json::Map::new();
+            if let Some(n) = seats {
+                body.insert("seats".into(), json!(n));
+            }
+            if let Some(a) = auto_assign {
+                body.insert("autoAssignLicences".into(), json!(a));
+            }
             if let Some(n) = name {
                 body.insert("name".into(), json!(n));
             }
@@ -418,6 +587,125 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
                 )
                 .await?;
             print_tenant(&t, json_out);
+        }
+        AdminCommand::Users(UserCommand::List {
+            tenant,
+            provisioned,
+            licence,
+            admin,
+            page_size,
+        }) => {
+            let mut path = format!(
+                "/tenants/{}/users?limit={}",
+                segment(&tenant),
+                page_size.clamp(1, 100)
+            );
+            if let Some(p) = provisioned {
+                path.push_str(&format!("&provisioned={p}"));
+            }
+            if let Some(l) = licence {
+                path.push_str(&format!("&licence={l}"));
+            }
+            if admin {
+                path.push_str("&admin=true");
+            }
+            stream(&client, &path, "users", json_out, &USER_COLUMNS, user_row).await?;
+        }
+        AdminCommand::Users(UserCommand::Create {
+            tenant,
+            user_name,
+            display_name,
+            email,
+        }) => {
+            let mut body = json!({"userName": user_name});
+            if let Some(d) = display_name {
+                body["displayName"] = json!(d);
+            }
+            if let Some(e) = email {
+                body["email"] = json!(e);
+            }
+            let u = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/tenants/{}/users", segment(&tenant)),
+                    Some(body),
+                )
+                .await?;
+            print_user(&u, json_out);
+        }
+        AdminCommand::Users(UserCommand::Show { tenant, id }) => {
+            let u = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/tenants/{}/users/{}", segment(&tenant), segment(&id)),
+                    None,
+                )
+                .await?;
+            print_user(&u, json_out);
+        }
+        AdminCommand::Licence(cmd) => {
+            let (method, tenant, user) = match cmd {
+                LicenceCommand::Assign { tenant, user } => (reqwest::Method::PUT, tenant, user),
+                LicenceCommand::Remove { tenant, user } => (reqwest::Method::DELETE, tenant, user),
+            };
+            let path = format!(
+                "/tenants/{}/users/{}/licence",
+                segment(&tenant),
+                segment(&user)
+            );
+            print_user(&client.call(method, &path, None).await?, json_out);
+        }
+        AdminCommand::Admins(cmd) => {
+            let (method, tenant, user) = match cmd {
+                AdminRoleCommand::Grant { tenant, user } => (reqwest::Method::PUT, tenant, user),
+                AdminRoleCommand::Revoke { tenant, user } => {
+                    (reqwest::Method::DELETE, tenant, user)
+                }
+            };
+            let path = format!(
+                "/tenants/{}/users/{}/admin",
+                segment(&tenant),
+                segment(&user)
+            );
+            print_user(&client.call(method, &path, None).await?, json_out);
+        }
+        AdminCommand::Groups(GroupCommand::List { tenant, page_size }) => {
+            let path = format!(
+                "/tenants/{}/groups?limit={}",
+                segment(&tenant),
+                page_size.clamp(1, 100)
+            );
+            stream(
+                &client,
+                &path,
+                "groups",
+                json_out,
+                &["ID", "DISPLAY NAME", "MEMBERS"],
+                |g| {
+                    vec![
+                        text(&g["id"]),
+                        text(&g["displayName"]),
+                        text(&g["memberCount"]),
+                    ]
+                },
+            )
+            .await?;
+        }
+        AdminCommand::Groups(GroupCommand::Members {
+            tenant,
+            group,
+            page_size,
+        }) => {
+            let path = format!(
+                "/tenants/{}/groups/{}/members?limit={}",
+                segment(&tenant),
+                segment(&group),
+                page_size.clamp(1, 100)
+            );
+            stream(&client, &path, "members", json_out, &["ID", "TYPE"], |m| {
+                vec![text(&m["id"]), text(&m["type"])]
+            })
+            .await?;
         }
         AdminCommand::Credentials(CredentialCommand::Create { tenant }) => {
             let c = client

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod http;
 pub mod lambda;
 pub mod mail;
+pub mod rules;
 pub mod scim;
 pub mod secrets;
 pub mod service;

@@ -160,7 +160,16 @@ impl Mailer for Ses {
                     service.and_then(ProvideErrorMetadata::code),
                     Some("MessageRejected" | "InvalidParameterValue")
                 );
-                let detail = DisplayErrorContext(&e).to_string();
+                // The service's code and message; the raw response only
+                // when there is no modelled error (a transport fault).
+                let detail = match service {
+                    Some(s) => format!(
+                        "{}: {}",
+                        s.code().unwrap_or("error"),
+                        s.message().unwrap_or("no message")
+                    ),
+                    None => DisplayErrorContext(&e).to_string(),
+                };
                 tracing::warn!(error = %detail, "SES did not send the email");
                 Err(if rejected {
                     MailError::Rejected(format!("SES refused the message: {detail}"))

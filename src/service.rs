@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::rules::{self, Plan, PoolView, RuleError};
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::filter::{self, CompareOp, Filter, Literal};
 use crate::scim::list::{
     CURSOR_TTL_SECS, CursorCodec, CursorState, ListQuery, PagingParam, RawQuery, list_response,
 };
-use crate::scim::model::{MemberDelta, MemberRef, StoredResource, TenantId, UniqueKey};
+use crate::scim::model::{
+    MemberDelta, MemberRef, SeatPool, StoredResource, TenantId, UniqueKey, Waiting,
+};
 use crate::scim::patch::{self, MemberOp};
 use crate::scim::render::{self, GroupRef, Projection};
 use crate::scim::resource::{self, MemberInput};
@@ -65,6 +68,17 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// A timestamp that sorts as text in time order (fixed-width microseconds),
+/// for the waiting line: `2026-01-01T00:00:00.123456Z`.
+pub fn now_sortable() -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default()
+}
+
 fn now_unix() -> u64 {
     time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
 }
@@ -88,6 +102,11 @@ fn store_err(kind: Kind, e: StoreError) -> ScimError {
         StoreError::MemberNotFound(id) => ScimError::invalid_value(format!(
             "member {id:?} is not a User or Group of this tenant"
         )),
+        // Re-planned by the callers; only a pool that keeps changing ends here.
+        StoreError::PoolChanged => ScimError::Unavailable {
+            detail: "licences are being reassigned concurrently; retry shortly".into(),
+            retry_after_secs: 1,
+        },
         StoreError::Unavailable(msg) => {
             tracing::warn!(error = %msg, "store unavailable");
             ScimError::Unavailable {
@@ -99,6 +118,40 @@ fn store_err(kind: Kind, e: StoreError) -> ScimError {
             tracing::error!(error = %msg, "store failure");
             ScimError::Internal("internal storage error".into())
         }
+    }
+}
+
+/// A product rule that refuses a SCIM write.
+fn rule_err(e: RuleError) -> ScimError {
+    match e {
+        RuleError::AdminProtected => ScimError::Forbidden(e.to_string()),
+        RuleError::NoSeat | RuleError::Inactive => ScimError::Conflict(e.to_string()),
+    }
+}
+
+/// The pool as last read, with the head of the line, for re-planning.
+pub type PoolState = (SeatPool, Option<Waiting>);
+
+fn view(known: &Option<PoolState>) -> PoolView<'_> {
+    match known {
+        None => PoolView::Guess,
+        Some((pool, head)) => PoolView::Known {
+            pool,
+            head: head.as_ref(),
+        },
+    }
+}
+
+/// Why a product-rule change of a user did not happen.
+#[derive(Debug)]
+pub enum ChangeError {
+    Rule(RuleError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(e: StoreError) -> Self {
+        ChangeError::Store(e)
     }
 }
 
@@ -352,22 +405,180 @@ impl Service {
             None => Vec::new(),
         };
         let now = now_rfc3339();
-        let r = StoredResource {
+        let mut r = StoredResource {
+            product: Default::default(),
             id: uuid::Uuid::now_v7().to_string(),
             kind,
             version: 1,
             created: now.clone(),
-            last_modified: now,
+            last_modified: now.clone(),
             attrs: input.attrs,
             member_count: members.len() as u64,
         };
         let keys = resource::unique_keys(kind, &r.attrs);
-        self.store
-            .create(&ctx.tenant, &r, &keys, &members)
-            .await
-            .map_err(|e| store_err(kind, e))?;
+        if kind == Kind::Group {
+            self.store
+                .create(&ctx.tenant, &r, &keys, &members)
+                .await
+                .map_err(|e| store_err(kind, e))?;
+        } else {
+            self.create_user(ctx, &mut r, &keys, &now).await?;
+        }
         let doc = render::render(kind, &r, &ctx.base_url, Some(&members), Some(&[]));
         Ok(rendered(ctx, 201, &r, doc, proj))
+    }
+
+    /// A SCIM-created user: labelled, and licensed or in line, in the same
+    /// write; re-planned with the pool read only when the guess was wrong.
+    async fn create_user(
+        &self,
+        ctx: &Ctx,
+        r: &mut StoredResource,
+        keys: &[UniqueKey],
+        now: &str,
+    ) -> ScimResult<()> {
+        let mut known = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let plan = rules::on_scim_create(
+                &r.id,
+                rules::is_active(&r.attrs),
+                now,
+                &now_sortable(),
+                view(&known),
+            );
+            r.product = plan.product;
+            match self
+                .store
+                .create_with(&ctx.tenant, r, keys, &[], &plan.ops)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::PoolChanged) => {
+                    known = Some(
+                        self.pool_state(&ctx.tenant)
+                            .await
+                            .map_err(|e| store_err(Kind::User, e))?,
+                    );
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(store_err(Kind::User, e)),
+            }
+        }
+        Err(contention())
+    }
+
+    /// A user added in the admin console ("add user"): no SCIM label, no
+    /// licence until an admin assigns one.
+    pub async fn create_from_console(&self, ctx: &Ctx, body: &Value) -> ScimResult<StoredResource> {
+        let input = resource::parse_input(Kind::User, body)?;
+        resource::check_size(&input.attrs)?;
+        let now = now_rfc3339();
+        let r = StoredResource {
+            product: rules::on_console_create(),
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: Kind::User,
+            version: 1,
+            created: now.clone(),
+            last_modified: now,
+            attrs: input.attrs,
+            member_count: 0,
+        };
+        let keys = resource::unique_keys(Kind::User, &r.attrs);
+        self.store
+            .create(&ctx.tenant, &r, &keys, &[])
+            .await
+            .map_err(|e| store_err(Kind::User, e))?;
+        Ok(r)
+    }
+
+    /// The tenant's pool (set up with the defaults if it never was) and the
+    /// head of its line, read together.
+    pub async fn pool_state(&self, t: &TenantId) -> Result<PoolState, StoreError> {
+        let (pool, head) = tokio::try_join!(self.store.get_pool(t), self.store.waiting(t, 1))?;
+        let pool = match pool {
+            Some(p) => p,
+            None => {
+                let fresh = rules::new_pool(rules::DEFAULT_SEATS, true);
+                self.store.init_pool(t, &fresh).await?;
+                self.store.get_pool(t).await?.unwrap_or(fresh)
+            }
+        };
+        Ok((pool, head.into_iter().next()))
+    }
+
+    /// Hands spare seats to the line, longest-waiting first, one atomic
+    /// step each, while auto-assignment is on and seats are free. Returns
+    /// how many were served.
+    pub async fn serve_line(&self, t: &TenantId) -> Result<u64, StoreError> {
+        let mut served = 0;
+        let mut conflicts = 0;
+        loop {
+            let (pool, head) = self.pool_state(t).await?;
+            let Some(op) = rules::serve_step(&pool, head.as_ref(), &now_sortable()) else {
+                return Ok(served);
+            };
+            match self.store.apply_pool(t, &[op]).await {
+                Ok(()) => served += 1,
+                Err(StoreError::PoolChanged) if conflicts < MAX_ATTEMPTS => {
+                    backoff(conflicts).await;
+                    conflicts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A product-rule change of one user (licence by hand, admin role):
+    /// `decide` sees the user and the pool and returns the new product
+    /// state and pool changes, or `None` for no change; written with a
+    /// version condition, re-decided after any race.
+    pub async fn change_user<F>(
+        &self,
+        t: &TenantId,
+        id: &str,
+        decide: F,
+    ) -> Result<StoredResource, ChangeError>
+    where
+        F: Fn(&StoredResource, PoolView<'_>) -> Result<Option<Plan>, RuleError>,
+    {
+        let mut known: Option<PoolState> = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let cur = self
+                .store
+                .get(t, Kind::User, id)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let Some(plan) = decide(&cur, view(&known)).map_err(ChangeError::Rule)? else {
+                return Ok(cur);
+            };
+            let keys = resource::unique_keys(Kind::User, &cur.attrs);
+            let new = StoredResource {
+                product: plan.product,
+                version: cur.version + 1,
+                last_modified: now_rfc3339(),
+                ..cur.clone()
+            };
+            let update = Update {
+                resource: new.clone(),
+                expected_version: cur.version,
+                old_keys: keys.clone(),
+                new_keys: keys,
+                members: MemberDelta::default(),
+                pool: plan.ops,
+            };
+            match self.store.update(t, &update).await {
+                Ok(()) => return Ok(new),
+                Err(StoreError::VersionMismatch) => backoff(attempt).await,
+                Err(StoreError::PoolChanged) => {
+                    known = Some(self.pool_state(t).await?);
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ChangeError::Store(StoreError::Unavailable(
+            "the user keeps changing; retry".into(),
+        )))
     }
 
     pub async fn get(
@@ -432,6 +643,7 @@ impl Service {
             Some(m) => Some(self.resolve_members(ctx, m).await?),
             None => None,
         };
+        let mut known = None;
         for attempt in 0..MAX_ATTEMPTS {
             let cur = self.load(ctx, kind, id).await?;
             let pinned = check_if_match(cond, cur.version)?;
@@ -444,24 +656,42 @@ impl Service {
                 },
                 None => MemberDelta::default(),
             };
-            match self.write(ctx, &cur, input.attrs.clone(), delta).await {
+            let plan = user_plan(&cur, &input.attrs, &known)?;
+            match self
+                .write(ctx, &cur, input.attrs.clone(), delta, plan)
+                .await
+            {
                 Ok(new) => return self.reply(ctx, 200, &new, proj).await,
                 Err(StoreError::VersionMismatch) if pinned.is_none() => backoff(attempt).await,
+                Err(StoreError::PoolChanged) => {
+                    known = Some(
+                        self.pool_state(&ctx.tenant)
+                            .await
+                            .map_err(|e| store_err(kind, e))?,
+                    );
+                }
                 Err(e) => return Err(store_err(kind, e)),
             }
         }
         Err(contention())
     }
 
-    /// Conditional write of new attributes and member changes over `cur`.
+    /// Conditional write of new attributes and member changes over `cur`,
+    /// with a user's product plan (label, licence) in the same write.
     async fn write(
         &self,
         ctx: &Ctx,
         cur: &StoredResource,
         attrs: serde_json::Map<String, Value>,
         members: MemberDelta,
+        plan: Option<Plan>,
     ) -> Result<StoredResource, StoreError> {
+        let (product, pool) = match plan {
+            Some(p) => (p.product, p.ops),
+            None => (cur.product.clone(), Vec::new()),
+        };
         let new = StoredResource {
+            product,
             id: cur.id.clone(),
             kind: cur.kind,
             version: cur.version + 1,
@@ -471,6 +701,7 @@ impl Service {
             member_count: cur.member_count,
         };
         let update = Update {
+            pool,
             old_keys: resource::unique_keys(cur.kind, &cur.attrs),
             new_keys: resource::unique_keys(cur.kind, &new.attrs),
             resource: new.clone(),
@@ -500,6 +731,7 @@ impl Service {
                 ),
             ));
         }
+        let mut known = None;
         for attempt in 0..MAX_ATTEMPTS {
             let cur = self.load(ctx, kind, id).await?;
             let pinned = check_if_match(cond, cur.version)?;
@@ -526,7 +758,8 @@ impl Service {
                 }
             } else {
                 let with_members = !delta.is_empty();
-                match self.write(ctx, &cur, patched.attrs, delta).await {
+                let plan = user_plan(&cur, &patched.attrs, &known)?;
+                match self.write(ctx, &cur, patched.attrs, delta, plan).await {
                     // The store owns member_count; read it back when it changed.
                     Ok(_) if with_members => Ok(self.load(ctx, kind, id).await?),
                     other => other,
@@ -539,6 +772,13 @@ impl Service {
                         .await;
                 }
                 Err(StoreError::VersionMismatch) if pinned.is_none() => backoff(attempt).await,
+                Err(StoreError::PoolChanged) => {
+                    known = Some(
+                        self.pool_state(&ctx.tenant)
+                            .await
+                            .map_err(|e| store_err(kind, e))?,
+                    );
+                }
                 Err(e) => return Err(store_err(kind, e)),
             }
         }
@@ -641,6 +881,9 @@ impl Service {
         id: &str,
         cond: &Conditions,
     ) -> ScimResult<Reply> {
+        if kind == Kind::User {
+            return self.delete_user(ctx, id, cond).await;
+        }
         let expected = match &cond.if_match {
             Some(_) => {
                 let cur = self.load(ctx, kind, id).await?;
@@ -661,6 +904,43 @@ impl Service {
             etag: None,
             location: None,
         })
+    }
+
+    /// A user's DELETE: refused for an admin; its licence freed (handed to
+    /// the line) in the same write, conditioned on the version read.
+    async fn delete_user(&self, ctx: &Ctx, id: &str, cond: &Conditions) -> ScimResult<Reply> {
+        let mut known = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let cur = self.load(ctx, Kind::User, id).await?;
+            let pinned = check_if_match(cond, cur.version)?;
+            let ops = rules::on_scim_delete(id, &cur.product, &now_sortable(), view(&known))
+                .map_err(rule_err)?;
+            match self
+                .store
+                .delete_with(&ctx.tenant, Kind::User, id, Some(cur.version), &ops)
+                .await
+            {
+                Ok(()) => {
+                    return Ok(Reply {
+                        status: 204,
+                        body: None,
+                        etag: None,
+                        location: None,
+                    });
+                }
+                Err(StoreError::VersionMismatch) if pinned.is_none() => backoff(attempt).await,
+                Err(StoreError::PoolChanged) => {
+                    known = Some(
+                        self.pool_state(&ctx.tenant)
+                            .await
+                            .map_err(|e| store_err(Kind::User, e))?,
+                    );
+                }
+                Err(StoreError::NotFound) => return Err(not_found(Kind::User, id)),
+                Err(e) => return Err(store_err(Kind::User, e)),
+            }
+        }
+        Err(contention())
     }
 
     /// GET on a resource endpoint, `POST .search`, and root searches.
@@ -887,6 +1167,28 @@ fn rendered(ctx: &Ctx, status: u16, r: &StoredResource, doc: Value, proj: &Proje
         etag: Some(render::etag(r.version)),
         location: Some(render::location(&ctx.base_url, r.kind, &r.id)),
     }
+}
+
+/// The product side of a SCIM write of a user (`None` for a group).
+fn user_plan(
+    cur: &StoredResource,
+    new_attrs: &serde_json::Map<String, Value>,
+    known: &Option<PoolState>,
+) -> ScimResult<Option<Plan>> {
+    if cur.kind != Kind::User {
+        return Ok(None);
+    }
+    rules::on_scim_update(
+        &cur.id,
+        &cur.product,
+        rules::is_active(&cur.attrs),
+        rules::is_active(new_attrs),
+        &now_rfc3339(),
+        &now_sortable(),
+        view(known),
+    )
+    .map(Some)
+    .map_err(rule_err)
 }
 
 fn contention() -> ScimError {

@@ -23,6 +23,9 @@ pub enum AdminError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with a more specific stable code.
+    #[error("{detail}")]
+    ConflictCode { code: &'static str, detail: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -53,6 +56,7 @@ impl AdminError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
             AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AdminError::ConflictCode { code, .. } => (StatusCode::CONFLICT, code),
             AdminError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AdminError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -73,6 +77,9 @@ impl From<StoreError> for AdminError {
             }
             StoreError::VersionMismatch => {
                 AdminError::Conflict("changed concurrently; read it again and retry".into())
+            }
+            StoreError::PoolChanged => {
+                AdminError::Unavailable("licences are being reassigned concurrently; retry".into())
             }
             StoreError::MemberNotFound(id) => {
                 AdminError::bad("invalid_member", format!("{id} does not exist"))

@@ -7,11 +7,12 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::json_response;
+use super::users::{NewUser, UserFilter, parse_filter, user_view};
 use super::{AdminError, DEFAULT_PAGE, MAX_PAGE, NewTenant, TenantPatch, tenant_view};
 use crate::auth::{AdminActor, AdminAuth};
 use crate::http::AppState;
@@ -24,6 +25,18 @@ pub fn routes() -> Router<AppState> {
         .route("/tenants", get(list_tenants).post(create_tenant))
         .route("/tenants/{tenant}", get(get_tenant).patch(update_tenant))
         .route("/tenants/{tenant}/credentials", post(create_credentials))
+        .route("/tenants/{tenant}/users", get(list_users).post(create_user))
+        .route("/tenants/{tenant}/users/{id}", get(get_user))
+        .route(
+            "/tenants/{tenant}/users/{id}/licence",
+            put(assign_licence).delete(remove_licence),
+        )
+        .route(
+            "/tenants/{tenant}/users/{id}/admin",
+            put(grant_admin).delete(revoke_admin),
+        )
+        .route("/tenants/{tenant}/groups", get(list_groups))
+        .route("/tenants/{tenant}/groups/{id}/members", get(group_members))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -157,7 +170,7 @@ async fn create_tenant(
 ) -> Result<Response, AdminError> {
     let r = s.admin.create_tenant(&actor, new).await?;
     let mut resp = json_response(StatusCode::CREATED, &tenant_view(&r, o.as_deref()));
-    if let Ok(loc) = HeaderValue::from_str(&format!("/admin/v1/tenants/{}", r.id)) {
+    if let Ok(loc) = HeaderValue::from_str(&format!("/admin/v1/tenants/{}", r.record.id)) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(resp)
@@ -169,31 +182,7 @@ async fn list_tenants(
     Origin(o): Origin,
     uri: axum::http::Uri,
 ) -> Result<Response, AdminError> {
-    let mut cursor = None;
-    let mut limit = DEFAULT_PAGE;
-    for (k, v) in query_pairs(&uri) {
-        match k.as_str() {
-            "cursor" if !v.is_empty() => cursor = Some(v),
-            "cursor" => {}
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        AdminError::bad("invalid_limit", format!("limit: 1-{MAX_PAGE}"))
-                    })?;
-            }
-            other => {
-                return Err(AdminError::bad(
-                    "invalid_request",
-                    format!(
-                        "unknown query parameter {other:?}; this endpoint takes cursor and limit"
-                    ),
-                ));
-            }
-        }
-    }
+    let (cursor, limit) = paging(&uri, |_, _| Ok(false))?;
     let (page, next) = s.admin.list_tenants(cursor.as_deref(), limit).await?;
     let tenants: Vec<Value> = page.iter().map(|r| tenant_view(r, o.as_deref())).collect();
     Ok(json_response(
@@ -208,7 +197,7 @@ async fn get_tenant(
     Origin(o): Origin,
     Path(t): Path<String>,
 ) -> Result<Response, AdminError> {
-    let r = s.admin.get_tenant(&t).await?;
+    let r = s.admin.tenant(&t).await?;
     Ok(json_response(
         StatusCode::OK,
         &tenant_view(&r, o.as_deref()),
@@ -244,6 +233,158 @@ async fn create_credentials(
             "revealExpiresAt": issued.reveal_expires_at,
             "generation": issued.generation,
         }),
+    ))
+}
+
+/// `limit` and `cursor`, plus the parameters `extra` accepts.
+fn paging(
+    uri: &axum::http::Uri,
+    mut extra: impl FnMut(&str, &str) -> Result<bool, AdminError>,
+) -> Result<(Option<String>, usize), AdminError> {
+    let mut cursor = None;
+    let mut limit = DEFAULT_PAGE;
+    for (k, v) in query_pairs(uri) {
+        match k.as_str() {
+            "cursor" => cursor = Some(v).filter(|c| !c.is_empty()),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        AdminError::bad("invalid_limit", format!("limit: 1-{MAX_PAGE}"))
+                    })?;
+            }
+            other => {
+                if !extra(other, &v)? {
+                    return Err(AdminError::bad(
+                        "invalid_request",
+                        format!("unknown query parameter {other:?}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok((cursor, limit))
+}
+
+/// Users and groups page by their ids, which the service mints as UUIDs.
+fn id_cursor(cursor: Option<String>) -> Result<Option<String>, AdminError> {
+    match cursor {
+        Some(c) if uuid::Uuid::parse_str(&c).is_err() => Err(AdminError::bad(
+            "invalid_cursor",
+            "cursor: use the nextCursor of the previous page",
+        )),
+        other => Ok(other),
+    }
+}
+
+async fn list_users(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Path(t): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, AdminError> {
+    let mut filter = UserFilter::default();
+    let (cursor, limit) = paging(&uri, |k, v| parse_filter(k, v, &mut filter))?;
+    let cursor = id_cursor(cursor)?;
+    let (page, next) = s.admin.list_users(&t, &filter, cursor, limit).await?;
+    let users: Vec<Value> = page.iter().map(user_view).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"users": users, "nextCursor": next}),
+    ))
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(t): Path<String>,
+    AdminJson(new): AdminJson<NewUser>,
+) -> Result<Response, AdminError> {
+    let u = s.admin.create_user(&actor, &t, new).await?;
+    Ok(json_response(StatusCode::CREATED, &user_view(&u)))
+}
+
+async fn get_user(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let u = s.admin.user(&t, &id).await?;
+    Ok(json_response(StatusCode::OK, &user_view(&u)))
+}
+
+async fn assign_licence(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let u = s.admin.assign_licence(&actor, &t, &id).await?;
+    Ok(json_response(StatusCode::OK, &user_view(&u)))
+}
+
+async fn remove_licence(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let u = s.admin.remove_licence(&actor, &t, &id).await?;
+    Ok(json_response(StatusCode::OK, &user_view(&u)))
+}
+
+async fn grant_admin(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let u = s.admin.grant_admin(&actor, &t, &id).await?;
+    Ok(json_response(StatusCode::OK, &user_view(&u)))
+}
+
+async fn revoke_admin(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let u = s.admin.revoke_admin(&actor, &t, &id).await?;
+    Ok(json_response(StatusCode::OK, &user_view(&u)))
+}
+
+async fn list_groups(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Path(t): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, AdminError> {
+    let (cursor, limit) = paging(&uri, |_, _| Ok(false))?;
+    let cursor = id_cursor(cursor)?;
+    let (page, next) = s.admin.list_groups(&t, cursor.as_deref(), limit).await?;
+    let groups: Vec<Value> = page
+        .iter()
+        .map(|g| json!({"id": g.id, "displayName": g.attrs.get("displayName"), "memberCount": g.member_count}))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"groups": groups, "nextCursor": next}),
+    ))
+}
+
+async fn group_members(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Path((t, id)): Path<(String, String)>,
+    uri: axum::http::Uri,
+) -> Result<Response, AdminError> {
+    let (cursor, limit) = paging(&uri, |_, _| Ok(false))?;
+    let cursor = id_cursor(cursor)?;
+    let (members, next) = s
+        .admin
+        .group_members(&t, &id, cursor.as_deref(), limit)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"members": members, "nextCursor": next}),
     ))
 }
 

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod http;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -15,7 +16,9 @@ pub use error::AdminError;
 
 use crate::auth::AdminActor;
 use crate::credentials::{Credentials, Issued};
-use crate::scim::model::TenantId;
+use crate::rules;
+use crate::scim::model::{SeatPool, TenantId};
+use crate::service::Service;
 use crate::store::{Store, StoreError, TenantRecord};
 
 /// Largest page of `GET /admin/v1/tenants`.
@@ -26,6 +29,8 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_EMAIL_BYTES: usize = 254;
 /// Conditional-write retries of a tenant update.
 const UPDATE_ATTEMPTS: usize = 8;
+/// More seats than any tenant buys; a typo guard.
+const MAX_SEATS: u64 = 10_000_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -33,6 +38,12 @@ pub struct NewTenant {
     pub id: String,
     pub name: String,
     pub admin_email: String,
+    /// Seats (licences) the tenant has; [`rules::DEFAULT_SEATS`] if unset.
+    #[serde(default)]
+    pub seats: Option<u64>,
+    /// Assign licences to SCIM users automatically (default on).
+    #[serde(default)]
+    pub auto_assign_licences: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +51,25 @@ pub struct NewTenant {
 pub struct TenantPatch {
     pub name: Option<String>,
     pub admin_email: Option<String>,
+    pub seats: Option<u64>,
+    pub auto_assign_licences: Option<bool>,
+}
+
+/// A tenant and its seat pool, as the admin API shows them.
+#[derive(Debug, Clone)]
+pub struct TenantInfo {
+    pub record: TenantRecord,
+    pub pool: SeatPool,
+}
+
+fn seats(n: u64) -> Result<u64, AdminError> {
+    if n > MAX_SEATS {
+        return Err(AdminError::bad(
+            "invalid_seats",
+            format!("seats: 0-{MAX_SEATS}"),
+        ));
+    }
+    Ok(n)
 }
 
 pub fn tenant_id(raw: &str) -> Result<TenantId, AdminError> {
@@ -76,7 +106,8 @@ pub fn email(raw: &str) -> Result<String, AdminError> {
 
 /// A tenant as the admin API shows it. `origin` is this service's public
 /// origin, from configuration (never a request's Host header).
-pub fn tenant_view(r: &TenantRecord, origin: Option<&str>) -> Value {
+pub fn tenant_view(t: &TenantInfo, origin: Option<&str>) -> Value {
+    let r = &t.record;
     json!({
         "id": r.id.as_str(),
         "name": r.name,
@@ -84,6 +115,10 @@ pub fn tenant_view(r: &TenantRecord, origin: Option<&str>) -> Value {
         "tenantUrl": origin.map(|o| format!("{o}/scim/v2/{}", r.id)),
         "created": r.created,
         "lastModified": r.last_modified,
+        "seats": t.pool.seats,
+        "seatsUsed": t.pool.used,
+        "seatsWaiting": t.pool.waiting,
+        "autoAssignLicences": t.pool.auto,
         "credentials": r.credential.as_ref().map(|c| json!({
             "generation": c.generation,
             "createdAt": c.created_at,
@@ -96,11 +131,36 @@ pub fn tenant_view(r: &TenantRecord, origin: Option<&str>) -> Value {
 pub struct Admin {
     store: Arc<dyn Store>,
     credentials: Arc<Credentials>,
+    service: Arc<Service>,
 }
 
 impl Admin {
-    pub fn new(store: Arc<dyn Store>, credentials: Arc<Credentials>) -> Admin {
-        Admin { store, credentials }
+    pub fn new(
+        store: Arc<dyn Store>,
+        credentials: Arc<Credentials>,
+        service: Arc<Service>,
+    ) -> Admin {
+        Admin {
+            store,
+            credentials,
+            service,
+        }
+    }
+
+    /// The tenant's pool (set up with the defaults if it never was).
+    async fn pool(&self, id: &TenantId) -> Result<SeatPool, AdminError> {
+        Ok(self.service.pool_state(id).await?.0)
+    }
+
+    async fn info(&self, record: TenantRecord) -> Result<TenantInfo, AdminError> {
+        let pool = self.pool(&record.id).await?;
+        Ok(TenantInfo { record, pool })
+    }
+
+    /// One tenant with its pool.
+    pub async fn tenant(&self, raw: &str) -> Result<TenantInfo, AdminError> {
+        let record = self.get_tenant(raw).await?;
+        self.info(record).await
     }
 
     pub fn credentials(&self) -> &Arc<Credentials> {
@@ -111,8 +171,12 @@ impl Admin {
         &self,
         actor: &AdminActor,
         new: NewTenant,
-    ) -> Result<TenantRecord, AdminError> {
+    ) -> Result<TenantInfo, AdminError> {
         let id = tenant_id(&new.id)?;
+        let pool = rules::new_pool(
+            seats(new.seats.unwrap_or(rules::DEFAULT_SEATS))?,
+            new.auto_assign_licences.unwrap_or(true),
+        );
         let now = crate::service::now_rfc3339();
         let record = TenantRecord {
             id: id.clone(),
@@ -129,8 +193,11 @@ impl Admin {
             ))),
             other => {
                 other?;
+                // Its own write: a crash in between leaves a tenant whose
+                // pool is set up with the defaults on first use.
+                self.store.init_pool(&id, &pool).await?;
                 tracing::info!(tenant = %id, actor = %actor, "tenant created");
-                Ok(record)
+                self.info(record).await
             }
         }
     }
@@ -149,10 +216,12 @@ impl Admin {
             id: id.to_string(),
             name: display.to_owned(),
             admin_email: admin_email.to_owned(),
+            seats: Some(rules::DEMO_SEATS),
+            auto_assign_licences: Some(true),
         };
         match self.create_tenant(&AdminActor::LocalKey, new).await {
             Err(AdminError::Conflict(_)) => self.get_tenant(id.as_str()).await,
-            other => other,
+            other => other.map(|t| t.record),
         }
     }
 
@@ -170,7 +239,7 @@ impl Admin {
         &self,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<TenantRecord>, Option<String>), AdminError> {
+    ) -> Result<(Vec<TenantInfo>, Option<String>), AdminError> {
         if let Some(c) = cursor {
             tenant_id(c).map_err(|_| {
                 AdminError::bad(
@@ -183,7 +252,9 @@ impl Admin {
         let next = (page.len() == limit)
             .then(|| page.last().map(|r| r.id.to_string()))
             .flatten();
-        Ok((page, next))
+        // The pools of a page, read concurrently.
+        let infos = futures::future::try_join_all(page.into_iter().map(|r| self.info(r))).await?;
+        Ok((infos, next))
     }
 
     pub async fn update_tenant(
@@ -191,15 +262,63 @@ impl Admin {
         actor: &AdminActor,
         raw: &str,
         patch: TenantPatch,
-    ) -> Result<TenantRecord, AdminError> {
-        if patch.name.is_none() && patch.admin_email.is_none() {
+    ) -> Result<TenantInfo, AdminError> {
+        if patch.name.is_none()
+            && patch.admin_email.is_none()
+            && patch.seats.is_none()
+            && patch.auto_assign_licences.is_none()
+        {
             return Err(AdminError::bad(
                 "invalid_request",
-                "nothing to change: give name and/or adminEmail",
+                "nothing to change: give name, adminEmail, seats and/or autoAssignLicences",
             ));
         }
         let new_name = patch.name.as_deref().map(name).transpose()?;
         let new_email = patch.admin_email.as_deref().map(email).transpose()?;
+        let new_seats = patch.seats.map(seats).transpose()?;
+        // The seat change first: it is the part that can be refused, and a
+        // refused PATCH must change nothing.
+        let id = self.get_tenant(raw).await?.id;
+        if new_seats.is_some() || patch.auto_assign_licences.is_some() {
+            // Make sure the pool exists, then change it conditionally.
+            self.pool(&id).await?;
+            match self
+                .store
+                .set_pool(&id, new_seats, patch.auto_assign_licences)
+                .await
+            {
+                Err(StoreError::PoolChanged) => {
+                    let used = self.pool(&id).await?.used;
+                    return Err(AdminError::ConflictCode {
+                        code: "seats_in_use",
+                        detail: format!(
+                            "{used} seats are in use; free licences (or deactivate users) before lowering seats below that"
+                        ),
+                    });
+                }
+                other => {
+                    other?;
+                }
+            }
+            // More seats, or auto-assignment back on: serve the line now.
+            let served = self.service.serve_line(&id).await?;
+            tracing::info!(tenant = %id, actor = %actor, served, "seat pool changed");
+        }
+        let record = if new_name.is_some() || new_email.is_some() {
+            self.rename(actor, raw, new_name, new_email).await?
+        } else {
+            self.get_tenant(raw).await?
+        };
+        self.info(record).await
+    }
+
+    async fn rename(
+        &self,
+        actor: &AdminActor,
+        raw: &str,
+        new_name: Option<String>,
+        new_email: Option<String>,
+    ) -> Result<TenantRecord, AdminError> {
         for _ in 0..UPDATE_ATTEMPTS {
             let mut record = self.get_tenant(raw).await?;
             let expected = record.version;

@@ -46,6 +46,95 @@ pub struct StoredResource {
     /// Number of members (groups only); maintained by the store.
     #[serde(default)]
     pub member_count: u64,
+    /// Product state of a user (label, licence, admin role); not SCIM
+    /// attributes, never written by an IdP.
+    #[serde(default)]
+    pub product: Product,
+}
+
+/// What the product keeps about a user beside its SCIM attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    /// When SCIM created (or adopted) the user; `None`: added in the console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_at: Option<String>,
+    #[serde(default)]
+    pub licence: Licence,
+    /// When the licence was assigned, or when the user joined the waiting
+    /// line (which orders the line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence_since: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Licence {
+    #[default]
+    None,
+    Assigned,
+    Waiting,
+}
+
+impl Licence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Licence::None => "none",
+            Licence::Assigned => "assigned",
+            Licence::Waiting => "waiting",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Licence> {
+        match s {
+            "none" => Some(Licence::None),
+            "assigned" => Some(Licence::Assigned),
+            "waiting" => Some(Licence::Waiting),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant's licences: `used` seats of `seats`, `waiting` users in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatPool {
+    pub seats: u64,
+    pub used: u64,
+    pub waiting: u64,
+    /// Assign licences to SCIM users automatically.
+    pub auto: bool,
+}
+
+/// A place in the waiting line: users are served by `since`, then id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Waiting {
+    pub since: String,
+    pub user: String,
+}
+
+/// A change to the tenant's seat pool, committed atomically with the user
+/// write it comes with; each carries the condition that keeps the pool
+/// exact and the line fair. A failed condition is `StoreError::PoolChanged`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolOp {
+    /// Take a seat the automatic way: auto on, a seat free, nobody waiting.
+    Take,
+    /// Take a seat by hand (admin): a seat free.
+    TakeAny,
+    /// Give a seat back, when nobody is waiting for it (or auto is off).
+    Free,
+    /// Join the line: only when the seat could not be taken the automatic way.
+    Enqueue(Waiting),
+    /// Leave the line.
+    Dequeue(Waiting),
+    /// Give a seat to the user waiting at `who` (still waiting, auto on):
+    /// the seat being freed by this write, or a spare one (`spare`).
+    HandOver {
+        who: Waiting,
+        now: String,
+        spare: bool,
+    },
 }
 
 /// A value that must be unique per tenant and resource type, e.g.

@@ -220,6 +220,17 @@ fn display_path(a: &AttrPath) -> String {
 
 /// Applies every operation to a copy of `attrs`; `id` is the resource id
 /// (Okta repeats it in path-less replaces).
+fn is_product_path(path: &filter::PatchPath) -> bool {
+    use super::schema::PRODUCT_URN;
+    match &path.attr.urn {
+        Some(urn) => {
+            urn.eq_ignore_ascii_case(PRODUCT_URN)
+                || format!("{urn}:{}", path.attr.name).eq_ignore_ascii_case(PRODUCT_URN)
+        }
+        None => false,
+    }
+}
+
 pub fn apply(
     kind: Kind,
     id: &str,
@@ -230,6 +241,9 @@ pub fn apply(
     let mut member_ops = Vec::new();
     for op in ops {
         match &op.path {
+            // The product extension is the product's to set: an IdP's
+            // change to it is ignored, not refused.
+            Some(path) if is_product_path(path) => {}
             Some(path) => {
                 let target = resolve_target(kind, path)?;
                 apply_target(

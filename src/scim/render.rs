@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::error::ScimResult;
 use super::filter;
-use super::model::{MemberRef, StoredResource};
-use super::schema::{self, AttrDef, COMMON_ATTRS, Kind, Returned};
+use super::model::{MemberRef, Product, StoredResource};
+use super::schema::{self, AttrDef, COMMON_ATTRS, Kind, PRODUCT_URN, Returned};
 
 /// A group a user belongs to, for the user's read-only `groups` attribute.
 #[derive(Debug, Clone)]
@@ -41,6 +41,23 @@ pub fn location(base_url: &str, kind: Kind, id: &str) -> String {
 }
 
 /// The full representation, before projection.
+/// The product extension of a user: label, licence, admin role.
+pub fn product_extension(p: &Product) -> Value {
+    let mut o = Map::new();
+    let by = if p.provisioned_at.is_some() {
+        "scim"
+    } else {
+        "manual"
+    };
+    o.insert("provisionedBy".into(), json!(by));
+    if let Some(at) = &p.provisioned_at {
+        o.insert("provisionedAt".into(), json!(at));
+    }
+    o.insert("licence".into(), json!(p.licence.name()));
+    o.insert("admin".into(), json!(p.admin));
+    Value::Object(o)
+}
+
 pub fn render(
     kind: Kind,
     r: &StoredResource,
@@ -51,7 +68,7 @@ pub fn render(
     let mut out = Map::new();
     let mut schemas = vec![Value::String(kind.schema().id.to_owned())];
     for ext in kind.extensions() {
-        if r.attrs.contains_key(ext.id) {
+        if r.attrs.contains_key(ext.id) || (kind == Kind::User && ext.id == PRODUCT_URN) {
             schemas.push(Value::String(ext.id.to_owned()));
         }
     }
@@ -88,6 +105,9 @@ pub fn render(
             })
             .collect();
         out.insert("groups".into(), Value::Array(list));
+    }
+    if kind == Kind::User {
+        out.insert(PRODUCT_URN.into(), product_extension(&r.product));
     }
     out.insert(
         "meta".into(),

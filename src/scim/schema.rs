@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The product's own read-only user extension: the SCIM label, the licence
+/// and the admin role. Computed from product state, never written by an IdP.
+pub const PRODUCT_URN: &str = "urn:scim-provisioning:schemas:extension:product:1.0:User";
 pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -403,6 +406,31 @@ pub static ENTERPRISE_ATTRS: &[AttrDef] = &[
     ),
 ];
 
+pub static PRODUCT_ATTRS: &[AttrDef] = &[
+    read_only(canonical(
+        s(
+            "provisionedBy",
+            "scim: created or adopted by the identity provider; manual: added in the admin console.",
+        ),
+        &["scim", "manual"],
+    )),
+    read_only(typed(
+        s("provisionedAt", "When SCIM created or adopted the user."),
+        AttrType::DateTime,
+    )),
+    read_only(canonical(
+        s(
+            "licence",
+            "assigned: holds a licence; waiting: in line for a free seat; none.",
+        ),
+        &["assigned", "waiting", "none"],
+    )),
+    read_only(boolean(
+        "admin",
+        "Holds the admin role (granted in the admin console only); an admin cannot be deactivated or deleted through SCIM.",
+    )),
+];
+
 const fn immutable(mut a: AttrDef) -> AttrDef {
     a.mutability = Mutability::Immutable;
     a
@@ -544,9 +572,21 @@ pub static GROUP_SCHEMA: SchemaDef = SchemaDef {
     attributes: GROUP_ATTRS,
 };
 
-static USER_EXTENSIONS: &[&SchemaDef] = &[&ENTERPRISE_SCHEMA];
+pub static PRODUCT_SCHEMA: SchemaDef = SchemaDef {
+    id: PRODUCT_URN,
+    name: "ProductUser",
+    description: "Provisioning label, licence and admin role of a user (read-only)",
+    attributes: PRODUCT_ATTRS,
+};
 
-pub static ALL_SCHEMAS: &[&SchemaDef] = &[&USER_SCHEMA, &GROUP_SCHEMA, &ENTERPRISE_SCHEMA];
+static USER_EXTENSIONS: &[&SchemaDef] = &[&ENTERPRISE_SCHEMA, &PRODUCT_SCHEMA];
+
+pub static ALL_SCHEMAS: &[&SchemaDef] = &[
+    &USER_SCHEMA,
+    &GROUP_SCHEMA,
+    &ENTERPRISE_SCHEMA,
+    &PRODUCT_SCHEMA,
+];
 
 /// The two resource types this service provider serves.
 #[derive(

@@ -94,6 +94,7 @@ pub(crate) fn resource(kind: Kind, id: &str, name: &str) -> StoredResource {
     let mut attrs = Map::new();
     attrs.insert("name".into(), json!(name));
     StoredResource {
+        product: Default::default(),
         id: id.into(),
         kind,
         version: 1,
@@ -148,6 +149,7 @@ pub(crate) fn update(stored: &StoredResource, new: StoredResource, members: Memb
     let mut resource = new;
     resource.version = stored.version + 1;
     Update {
+        pool: Vec::new(),
         old_keys: vec![name_key(stored)],
         new_keys: vec![name_key(&resource)],
         resource,

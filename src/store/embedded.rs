@@ -19,6 +19,8 @@
 //! | `counts`    | (tenant, kind)               | number of resources                    |
 //! | `tenants`   | tenant                       | [`TenantRecord`] as JSON               |
 //! | `reveals`   | (tenant, ref hash)           | [`RevealRecord`] as JSON               |
+//! | `pools`     | tenant                       | [`SeatPool`] as JSON                   |
+//! | `queue`     | (tenant, since, user)        | () — the waiting line, in order        |
 //!
 //! Every write is one redb write transaction committed with
 //! [`Durability::Immediate`], i.e. fsynced before the caller hears "ok".
@@ -38,8 +40,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    MemberDelta, MemberRef, RevealRecord, Store, StoreError, StoredResource, TenantId,
-    TenantRecord, UniqueKey, Update,
+    Licence, MemberDelta, MemberRef, PoolOp, RevealRecord, SeatPool, Store, StoreError,
+    StoredResource, TenantId, TenantRecord, UniqueKey, Update, Waiting,
 };
 use crate::scim::schema::Kind;
 
@@ -55,6 +57,8 @@ const MEMBER_OF: TableDefinition<K3, ()> = TableDefinition::new("member_of");
 const COUNTS: TableDefinition<K2, u64> = TableDefinition::new("counts");
 const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
 const REVEALS: TableDefinition<K2, &str> = TableDefinition::new("reveals");
+const POOLS: TableDefinition<&str, &str> = TableDefinition::new("pools");
+const QUEUE: TableDefinition<K3, ()> = TableDefinition::new("queue");
 
 /// The value of the `resources` table.
 #[derive(Serialize, Deserialize)]
@@ -144,6 +148,103 @@ struct Tables<'t> {
     counts: Table<'t, K2, u64>,
     tenants: Table<'t, &'static str, &'static str>,
     reveals: Table<'t, K2, &'static str>,
+    pools: Table<'t, &'static str, &'static str>,
+    queue: Table<'t, K3, ()>,
+}
+
+impl Tables<'_> {
+    fn pool(&self, tenant: &str) -> Result<Option<SeatPool>, StoreError> {
+        match self.pools.get(tenant).map_err(backend)? {
+            Some(json) => serde_json::from_str(json.value())
+                .map(Some)
+                .map_err(corrupt),
+            None => Ok(None),
+        }
+    }
+
+    fn save_pool(&mut self, tenant: &str, pool: &SeatPool) -> Result<(), StoreError> {
+        let json = serde_json::to_string(pool).map_err(corrupt)?;
+        self.pools.insert(tenant, json.as_str()).map_err(backend)?;
+        Ok(())
+    }
+
+    fn leave_line(&mut self, tenant: &str, w: &Waiting) -> Result<(), StoreError> {
+        match self
+            .queue
+            .remove((tenant, w.since.as_str(), w.user.as_str()))
+            .map_err(backend)?
+        {
+            Some(_) => Ok(()),
+            None => Err(StoreError::PoolChanged),
+        }
+    }
+
+    /// Seat pool changes, each under its condition, inside the caller's
+    /// transaction: any failed condition rolls the whole write back.
+    fn apply_pool(&mut self, tenant: &str, ops: &[PoolOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut p = self.pool(tenant)?.ok_or(StoreError::PoolChanged)?;
+        for op in ops {
+            match op {
+                PoolOp::Take => {
+                    if !(p.auto && p.used < p.seats && p.waiting == 0) {
+                        return Err(StoreError::PoolChanged);
+                    }
+                    p.used += 1;
+                }
+                PoolOp::TakeAny => {
+                    if p.used >= p.seats {
+                        return Err(StoreError::PoolChanged);
+                    }
+                    p.used += 1;
+                }
+                PoolOp::Free => {
+                    if (p.auto && p.waiting > 0) || p.used == 0 {
+                        return Err(StoreError::PoolChanged);
+                    }
+                    p.used -= 1;
+                }
+                PoolOp::Enqueue(w) => {
+                    if p.auto && p.used < p.seats && p.waiting == 0 {
+                        return Err(StoreError::PoolChanged);
+                    }
+                    self.queue
+                        .insert((tenant, w.since.as_str(), w.user.as_str()), ())
+                        .map_err(backend)?;
+                    p.waiting += 1;
+                }
+                PoolOp::Dequeue(w) => {
+                    self.leave_line(tenant, w)?;
+                    p.waiting = p.waiting.saturating_sub(1);
+                }
+                PoolOp::HandOver { who, now, spare } => {
+                    if !p.auto || (*spare && p.used >= p.seats) {
+                        return Err(StoreError::PoolChanged);
+                    }
+                    self.leave_line(tenant, who)?;
+                    let mut row = self
+                        .load(tenant, Kind::User, &who.user)?
+                        .ok_or(StoreError::PoolChanged)?;
+                    let r = &mut row.resource;
+                    if r.product.licence != Licence::Waiting {
+                        return Err(StoreError::PoolChanged);
+                    }
+                    r.product.licence = Licence::Assigned;
+                    r.product.licence_since = Some(now.clone());
+                    r.version += 1;
+                    r.last_modified.clone_from(now);
+                    self.save(tenant, &row)?;
+                    p.waiting = p.waiting.saturating_sub(1);
+                    if *spare {
+                        p.used += 1;
+                    }
+                }
+            }
+        }
+        self.save_pool(tenant, &p)
+    }
 }
 
 impl<'t> Tables<'t> {
@@ -157,6 +258,8 @@ impl<'t> Tables<'t> {
             counts: txn.open_table(COUNTS).map_err(backend)?,
             tenants: txn.open_table(TENANTS).map_err(backend)?,
             reveals: txn.open_table(REVEALS).map_err(backend)?,
+            pools: txn.open_table(POOLS).map_err(backend)?,
+            queue: txn.open_table(QUEUE).map_err(backend)?,
         })
     }
 
@@ -471,14 +574,16 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn create(
+    async fn create_with(
         &self,
         tenant: &TenantId,
         resource: &StoredResource,
         keys: &[UniqueKey],
         members: &[MemberRef],
+        pool: &[PoolOp],
     ) -> Result<(), StoreError> {
         let tenant = tenant.clone();
+        let pool = pool.to_vec();
         let mut resource = resource.clone();
         let keys = keys.to_vec();
         let members: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
@@ -516,7 +621,8 @@ impl Store for EmbeddedStore {
                     resource,
                     keys: key_pairs(&keys),
                 },
-            )
+            )?;
+            w.apply_pool(t, &pool)
         })
         .await
     }
@@ -531,6 +637,7 @@ impl Store for EmbeddedStore {
                 old_keys,
                 new_keys,
                 members,
+                pool,
             } = update;
             let (kind, id) = (resource.kind, resource.id.clone());
             let stored = w.load(t, kind, &id)?.ok_or(StoreError::VersionMismatch)?;
@@ -561,7 +668,8 @@ impl Store for EmbeddedStore {
                     resource,
                     keys: key_pairs(&new_keys),
                 },
-            )
+            )?;
+            w.apply_pool(t, &pool)
         })
         .await
     }
@@ -595,14 +703,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn delete(
+    async fn delete_with(
         &self,
         tenant: &TenantId,
         kind: Kind,
         id: &str,
         expected_version: Option<u64>,
+        pool: &[PoolOp],
     ) -> Result<(), StoreError> {
-        let (tenant, id) = (tenant.clone(), id.to_owned());
+        let (tenant, id, pool) = (tenant.clone(), id.to_owned(), pool.to_vec());
         self.write(move |w| {
             let t = tenant.as_str();
             let row = w.load(t, kind, &id)?.ok_or(StoreError::NotFound)?;
@@ -639,7 +748,7 @@ impl Store for EmbeddedStore {
                     w.unlink(t, &id, &member)?;
                 }
             }
-            Ok(())
+            w.apply_pool(t, &pool)
         })
         .await
     }
@@ -963,6 +1072,83 @@ impl Store for EmbeddedStore {
             Ok((r.expires_at > now_unix).then_some(r))
         })
         .await
+    }
+
+    async fn get_pool(&self, tenant: &TenantId) -> Result<Option<SeatPool>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |txn| {
+            let pools = txn.open_table(POOLS).map_err(backend)?;
+            match pools.get(tenant.as_str()).map_err(backend)? {
+                Some(json) => serde_json::from_str(json.value())
+                    .map(Some)
+                    .map_err(corrupt),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn init_pool(&self, tenant: &TenantId, pool: &SeatPool) -> Result<(), StoreError> {
+        let (tenant, pool) = (tenant.clone(), *pool);
+        self.write(move |w| {
+            if w.pool(tenant.as_str())?.is_none() {
+                w.save_pool(tenant.as_str(), &pool)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_pool(
+        &self,
+        tenant: &TenantId,
+        seats: Option<u64>,
+        auto: Option<bool>,
+    ) -> Result<SeatPool, StoreError> {
+        let tenant = tenant.clone();
+        self.write(move |w| {
+            let mut p = w.pool(tenant.as_str())?.ok_or(StoreError::NotFound)?;
+            if let Some(n) = seats {
+                if n < p.used {
+                    return Err(StoreError::PoolChanged);
+                }
+                p.seats = n;
+            }
+            if let Some(a) = auto {
+                p.auto = a;
+            }
+            w.save_pool(tenant.as_str(), &p)?;
+            Ok(p)
+        })
+        .await
+    }
+
+    async fn waiting(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Waiting>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |txn| {
+            let queue = txn.open_table(QUEUE).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            for entry in queue.range((t, "", "")..).map_err(backend)? {
+                let (key, _) = entry.map_err(backend)?;
+                let (kt, since, user) = key.value();
+                if kt != t || out.len() >= limit {
+                    break;
+                }
+                out.push(Waiting {
+                    since: since.to_owned(),
+                    user: user.to_owned(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply_pool(&self, tenant: &TenantId, ops: &[PoolOp]) -> Result<(), StoreError> {
+        let (tenant, ops) = (tenant.clone(), ops.to_vec());
+        self.write(move |w| w.apply_pool(tenant.as_str(), &ops))
+            .await
     }
 
     async fn delete_reveal(&self, tenant: &TenantId, ref_hash: &str) -> Result<(), StoreError> {

@@ -21,7 +21,10 @@ use thiserror::Error;
 
 use crate::scim::schema::Kind;
 
-pub use crate::scim::model::{MemberDelta, MemberRef, StoredResource, TenantId, UniqueKey};
+pub use crate::scim::model::{
+    Licence, MemberDelta, MemberRef, PoolOp, Product, SeatPool, StoredResource, TenantId,
+    UniqueKey, Waiting,
+};
 
 /// A conditional write of a resource.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub struct Update {
     /// Keys of the new state, to claim.
     pub new_keys: Vec<UniqueKey>,
     pub members: MemberDelta,
+    /// Seat pool changes committed with it (users only).
+    pub pool: Vec<PoolOp>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -49,6 +54,10 @@ pub enum StoreError {
     /// A member to add does not exist.
     #[error("member {0} does not exist")]
     MemberNotFound(String),
+    /// A seat pool condition failed (a seat was taken, freed or the line
+    /// changed since the caller looked): look again and re-plan.
+    #[error("the seat pool changed")]
+    PoolChanged,
     /// Throttled or temporarily unreachable; worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -139,6 +148,18 @@ pub trait Store: Send + Sync + 'static {
         resource: &StoredResource,
         keys: &[UniqueKey],
         members: &[MemberRef],
+    ) -> Result<(), StoreError> {
+        self.create_with(tenant, resource, keys, members, &[]).await
+    }
+
+    /// `create` with seat pool changes in the same atomic write.
+    async fn create_with(
+        &self,
+        tenant: &TenantId,
+        resource: &StoredResource,
+        keys: &[UniqueKey],
+        members: &[MemberRef],
+        pool: &[PoolOp],
     ) -> Result<(), StoreError>;
 
     /// Conditional write; `VersionMismatch` if the stored version is not
@@ -168,7 +189,42 @@ pub trait Store: Send + Sync + 'static {
         kind: Kind,
         id: &str,
         expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.delete_with(tenant, kind, id, expected_version, &[])
+            .await
+    }
+
+    /// `delete` with seat pool changes in the same atomic write (the
+    /// resource's own removal; memberships may follow in chunks).
+    async fn delete_with(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<u64>,
+        pool: &[PoolOp],
     ) -> Result<(), StoreError>;
+
+    /// The tenant's seat pool, if it was set up.
+    async fn get_pool(&self, tenant: &TenantId) -> Result<Option<SeatPool>, StoreError>;
+
+    /// Sets up the pool unless it exists (then it is left as it is).
+    async fn init_pool(&self, tenant: &TenantId, pool: &SeatPool) -> Result<(), StoreError>;
+
+    /// Changes the seat count and/or auto-assignment; `PoolChanged` if
+    /// `seats` would fall below the seats in use, `NotFound` without a pool.
+    async fn set_pool(
+        &self,
+        tenant: &TenantId,
+        seats: Option<u64>,
+        auto: Option<bool>,
+    ) -> Result<SeatPool, StoreError>;
+
+    /// The first `limit` places of the waiting line, in order.
+    async fn waiting(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Waiting>, StoreError>;
+
+    /// Pool changes on their own (serving the line from spare seats).
+    async fn apply_pool(&self, tenant: &TenantId, ops: &[PoolOp]) -> Result<(), StoreError>;
 
     /// Number of resources of a kind.
     async fn count(&self, tenant: &TenantId, kind: Kind) -> Result<u64, StoreError>;

@@ -16,6 +16,8 @@ pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SEARCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+/// The product's read-only user extension (label, licence, admin role).
+pub const PRODUCT_URN: &str = "urn:scim-provisioning:schemas:extension:product:1.0:User";
 
 pub const TENANT: &str = "acme";
 pub const OTHER_TENANT: &str = "globex";

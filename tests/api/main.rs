@@ -17,6 +17,8 @@ mod filters;
 mod groups;
 mod pagination;
 mod patch;
+mod rules;
+mod rules_cli;
 mod smoke;
 mod tenancy;
 mod users;

@@ -111,7 +111,7 @@ async fn add_with_path_sets_the_attribute_and_answers_200_with_the_resource() {
     .expect(200);
     assert_eq!(r.body["displayName"], json!("Added"));
     assert_eq!(r.body["id"], json!(id));
-    assert_eq!(r.body["schemas"], json!([USER_URN]));
+    assert_eq!(r.body["schemas"], json!([USER_URN, PRODUCT_URN]));
     assert_eq!(r.body["userName"], json!("add@example.com"));
     assert_eq!(r.body["meta"]["version"], json!(r.etag()));
     assert_ne!(r.etag(), created.etag());
@@ -665,7 +665,7 @@ async fn extension_attribute_paths_are_not_split_on_the_dots_of_2_0() {
     .await
     .expect(200);
     assert!(r.body.get(ENTERPRISE_URN).is_none(), "{}", r.body);
-    assert_eq!(r.body["schemas"], json!([USER_URN]));
+    assert_eq!(r.body["schemas"], json!([USER_URN, PRODUCT_URN]));
 }
 
 #[tokio::test]

@@ -67,7 +67,7 @@ async fn create_answers_201_with_location_etag_schemas_and_meta() {
     );
     let id = r.id();
     assert!(!id.is_empty());
-    assert_eq!(r.body["schemas"], json!([USER_URN]));
+    assert_eq!(r.body["schemas"], json!([USER_URN, PRODUCT_URN]));
     assert_eq!(r.body["userName"], json!("alice@example.com"));
 
     let meta = &r.body["meta"];
@@ -141,7 +141,7 @@ async fn user_without_extension_does_not_list_the_extension_schema() {
         .post("/Users", user("plain@example.com"))
         .await
         .expect(201);
-    assert_eq!(r.body["schemas"], json!([USER_URN]));
+    assert_eq!(r.body["schemas"], json!([USER_URN, PRODUCT_URN]));
     assert!(r.body.get(ENTERPRISE_URN).is_none());
 }
 
@@ -405,7 +405,7 @@ async fn schema_urns_are_case_insensitive() {
     let mut body = user("urncase@example.com");
     body["schemas"] = json!([USER_URN.to_uppercase()]);
     let r = s.post("/Users", body).await.expect(201);
-    assert_eq!(r.body["schemas"], json!([USER_URN]));
+    assert_eq!(r.body["schemas"], json!([USER_URN, PRODUCT_URN]));
 }
 
 #[tokio::test]
@@ -614,7 +614,7 @@ async fn put_replaces_clears_omitted_attributes_and_bumps_version() {
         ] {
             assert!(doc.get(gone).is_none(), "{gone} must be cleared: {doc}");
         }
-        assert_eq!(doc["schemas"], json!([USER_URN]));
+        assert_eq!(doc["schemas"], json!([USER_URN, PRODUCT_URN]));
         let meta = &doc["meta"];
         assert_ne!(meta["version"], old_meta["version"]);
         assert_ne!(meta["lastModified"], old_meta["lastModified"]);
@@ -807,7 +807,7 @@ async fn excluded_attributes_drop_attributes_and_sub_attributes() {
         .await
         .expect(200);
     assert_eq!(r.body["id"], json!(id));
-    assert_eq!(r.body["schemas"], json!([USER_URN]));
+    assert_eq!(r.body["schemas"], json!([USER_URN, PRODUCT_URN]));
 }
 
 #[tokio::test]

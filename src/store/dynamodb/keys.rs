@@ -28,6 +28,10 @@ pub(super) const KEYS: &str = "keys";
 pub(super) const KIND: &str = "k";
 pub(super) const COUNT: &str = "n";
 pub(super) const AFTER: &str = "after";
+/// A user's licence (`none`/`assigned`/`waiting`) and since when: kept
+/// beside the document so a hand-over can set them without rewriting it.
+pub(super) const LIC: &str = "lic";
+pub(super) const LIC_AT: &str = "licAt";
 /// The table's TTL attribute (epoch seconds), declared in `template.yaml`.
 pub(super) const EXPIRES_AT: &str = "expiresAt";
 
@@ -218,6 +222,11 @@ pub(super) fn resource_item(
     item.insert(KEYS.into(), s(encode_keys(keys)?));
     if r.kind == Kind::Group {
         item.insert(MC.into(), n(member_count));
+    } else {
+        item.insert(LIC.into(), s(r.product.licence.name()));
+        if let Some(at) = &r.product.licence_since {
+            item.insert(LIC_AT.into(), s(at.as_str()));
+        }
     }
     Ok(item)
 }
@@ -229,6 +238,14 @@ pub(super) fn decode_resource(item: &Item) -> Result<StoredResource, StoreError>
     r.member_count = u64::try_from(get_n(item, MC)?.max(0)).unwrap_or(0);
     if let Ok(lm) = get_s(item, LM) {
         lm.clone_into(&mut r.last_modified);
+    }
+    // A hand-over sets these without touching the document.
+    if let Some(l) = get_s(item, LIC)
+        .ok()
+        .and_then(crate::scim::model::Licence::parse)
+    {
+        r.product.licence = l;
+        r.product.licence_since = get_s(item, LIC_AT).ok().map(str::to_owned);
     }
     Ok(r)
 }

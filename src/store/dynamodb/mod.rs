@@ -28,6 +28,7 @@
 
 mod call;
 mod keys;
+mod pool;
 mod table;
 mod tenants;
 #[cfg(test)]
@@ -54,10 +55,11 @@ use time::format_description::well_known::Rfc3339;
 
 use self::call::{CallCounter, CallError, transient_cancel, transient_code, with_retries};
 use self::keys::*;
+use self::pool::{pool_actions, push_pool_ops};
 use self::tx::{Drops, Expr, MAX_ACTIONS, Tag, Tx, interpret, merge};
 use super::{
-    MemberDelta, MemberRef, RevealRecord, Store, StoreError, StoredResource, TenantId,
-    TenantRecord, UniqueKey, Update,
+    MemberDelta, MemberRef, PoolOp, RevealRecord, SeatPool, Store, StoreError, StoredResource,
+    TenantId, TenantRecord, UniqueKey, Update, Waiting,
 };
 use crate::scim::schema::Kind;
 
@@ -1124,12 +1126,13 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn create(
+    async fn create_with(
         &self,
         tenant: &TenantId,
         resource: &StoredResource,
         keys: &[UniqueKey],
         members: &[MemberRef],
+        pool: &[PoolOp],
     ) -> Result<(), StoreError> {
         let (kind, id) = (resource.kind, resource.id.as_str());
         if kind != Kind::Group && !members.is_empty() {
@@ -1147,7 +1150,7 @@ impl Store for DynamoStore {
         };
         // A new group has no members: no read is needed to plan adds.
         let ops = self.plan(tenant, id, &delta).await?;
-        let fixed = 3 + keys.len();
+        let fixed = 3 + keys.len() + pool_actions(pool);
         let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
         let (first, rest) = ranges
             .split_first()
@@ -1201,6 +1204,7 @@ impl Store for DynamoStore {
                 Expr::new().name("#n", COUNT).value(":one", n(1)),
                 Tag::Plain,
             )?;
+            push_pool_ops(&mut tx, tenant, pool)?;
             push_member_ops(&mut tx, tenant, id, &part)?;
             Ok(tx)
         })
@@ -1228,7 +1232,7 @@ impl Store for DynamoStore {
         // guarantees the stored state is the one `old_keys` describes.
         let claims: Vec<&UniqueKey> = new.iter().filter(|k| !old.contains(k)).collect();
         let releases: Vec<&UniqueKey> = old.iter().filter(|k| !new.contains(k)).collect();
-        let fixed = 1 + claims.len() + releases.len();
+        let fixed = 1 + claims.len() + releases.len() + pool_actions(&update.pool);
         let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
         let (first, rest) = ranges
             .split_first()
@@ -1251,6 +1255,22 @@ impl Store for DynamoStore {
                 .value(":lm", s(r.last_modified.as_str()))
                 .value(":keys", s(keys_json.as_str()))
                 .value(":expected", n(update.expected_version));
+            if kind == Kind::User {
+                set.push_str(", #lic = :lic");
+                expr = expr
+                    .name("#lic", LIC)
+                    .value(":lic", s(r.product.licence.name()));
+                match &r.product.licence_since {
+                    Some(at) => {
+                        set.push_str(", #licat = :licat");
+                        expr = expr.name("#licat", LIC_AT).value(":licat", s(at.as_str()));
+                    }
+                    None => {
+                        set.push_str(" REMOVE #licat");
+                        expr = expr.name("#licat", LIC_AT);
+                    }
+                }
+            }
             if d != 0 {
                 set.push_str(" ADD #mc :d");
                 expr = expr.name("#mc", MC).value(":d", n(d));
@@ -1292,6 +1312,7 @@ impl Store for DynamoStore {
                     Tag::Release(i),
                 )?;
             }
+            push_pool_ops(&mut tx, tenant, &update.pool)?;
             push_member_ops(&mut tx, tenant, id, &part)?;
             Ok(tx)
         })
@@ -1320,12 +1341,13 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn delete(
+    async fn delete_with(
         &self,
         tenant: &TenantId,
         kind: Kind,
         id: &str,
         expected_version: Option<u64>,
+        pool: &[PoolOp],
     ) -> Result<(), StoreError> {
         if !id_ok(id) {
             return Err(StoreError::NotFound);
@@ -1379,7 +1401,7 @@ impl Store for DynamoStore {
             }
             let keys = decode_keys(&item)?;
             let groups = leave_groups(&member_of, kind)?;
-            let mut room = MAX_ACTIONS - 2 - keys.len();
+            let mut room = MAX_ACTIONS - 2 - keys.len() - pool_actions(pool);
             let mut leaves = Vec::new();
             for (i, g) in groups.iter().enumerate() {
                 let cost = leave_actions(g, id);
@@ -1434,6 +1456,7 @@ impl Store for DynamoStore {
                         Expr::new().name("#n", COUNT).value(":minus", n(-1)),
                         Tag::Plain,
                     )?;
+                    push_pool_ops(&mut tx, tenant, pool)?;
                     push_leaves(&mut tx, tenant, id, &leaves, drops, &now)?;
                     for m in &own {
                         tx.delete(
@@ -1627,6 +1650,31 @@ impl Store for DynamoStore {
 
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         self.read_tenant(tenant).await
+    }
+
+    async fn get_pool(&self, tenant: &TenantId) -> Result<Option<SeatPool>, StoreError> {
+        self.read_pool(tenant).await
+    }
+
+    async fn init_pool(&self, tenant: &TenantId, pool: &SeatPool) -> Result<(), StoreError> {
+        self.create_pool(tenant, pool).await
+    }
+
+    async fn set_pool(
+        &self,
+        tenant: &TenantId,
+        seats: Option<u64>,
+        auto: Option<bool>,
+    ) -> Result<SeatPool, StoreError> {
+        self.change_pool(tenant, seats, auto).await
+    }
+
+    async fn waiting(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Waiting>, StoreError> {
+        self.line(tenant, limit).await
+    }
+
+    async fn apply_pool(&self, tenant: &TenantId, ops: &[PoolOp]) -> Result<(), StoreError> {
+        self.pool_only(tenant, ops).await
     }
 
     async fn put_tenant(

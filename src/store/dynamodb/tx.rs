@@ -43,6 +43,8 @@ pub(super) enum Tag {
     Leave(usize),
     /// Bumping group `i` after removing a deleted member: the group is gone.
     LeaveGroup(usize),
+    /// A seat pool condition (the pool, a place in line, a waiting user).
+    Pool,
 }
 
 /// Actions found to be no-ops, to leave out of the next attempt.
@@ -270,6 +272,9 @@ pub(super) fn interpret(
             });
         }
     }
+    if failed.iter().any(|(tag, _)| matches!(tag, Tag::Pool)) {
+        return Err(StoreError::PoolChanged);
+    }
     let mut drops = Drops::default();
     for (tag, _) in &failed {
         match tag {
@@ -286,7 +291,7 @@ pub(super) fn interpret(
             Tag::LeaveGroup(i) => {
                 drops.leave_groups.insert(*i);
             }
-            Tag::Plain | Tag::Target { .. } | Tag::Claim { .. } => {
+            Tag::Plain | Tag::Target { .. } | Tag::Claim { .. } | Tag::Pool => {
                 return Err(StoreError::Backend(
                     "an unconditional action failed its condition".into(),
                 ));
