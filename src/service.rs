@@ -644,8 +644,13 @@ impl Service {
             None => None,
         };
         let mut known = None;
+        // After a pool change only the plan is redone: the resource is unchanged.
+        let mut reuse = None;
         for attempt in 0..MAX_ATTEMPTS {
-            let cur = self.load(ctx, kind, id).await?;
+            let cur = match reuse.take() {
+                Some(c) => c,
+                None => self.load(ctx, kind, id).await?,
+            };
             let pinned = check_if_match(cond, cur.version)?;
             resource::check_immutable(kind, &cur.attrs, &input.attrs)?;
             let delta = match &members {
@@ -669,6 +674,7 @@ impl Service {
                             .await
                             .map_err(|e| store_err(kind, e))?,
                     );
+                    reuse = Some(cur);
                 }
                 Err(e) => return Err(store_err(kind, e)),
             }
@@ -732,8 +738,13 @@ impl Service {
             ));
         }
         let mut known = None;
+        // After a pool change only the plan is redone: the resource is unchanged.
+        let mut reuse = None;
         for attempt in 0..MAX_ATTEMPTS {
-            let cur = self.load(ctx, kind, id).await?;
+            let cur = match reuse.take() {
+                Some(c) => c,
+                None => self.load(ctx, kind, id).await?,
+            };
             let pinned = check_if_match(cond, cur.version)?;
             let patched = patch::apply(kind, id, &cur.attrs, &ops)?;
             resource::check_size(&patched.attrs)?;
@@ -778,6 +789,7 @@ impl Service {
                             .await
                             .map_err(|e| store_err(kind, e))?,
                     );
+                    reuse = Some(cur);
                 }
                 Err(e) => return Err(store_err(kind, e)),
             }
@@ -910,8 +922,12 @@ impl Service {
     /// the line) in the same write, conditioned on the version read.
     async fn delete_user(&self, ctx: &Ctx, id: &str, cond: &Conditions) -> ScimResult<Reply> {
         let mut known = None;
+        let mut reuse = None;
         for attempt in 0..MAX_ATTEMPTS {
-            let cur = self.load(ctx, Kind::User, id).await?;
+            let cur = match reuse.take() {
+                Some(c) => c,
+                None => self.load(ctx, Kind::User, id).await?,
+            };
             let pinned = check_if_match(cond, cur.version)?;
             let ops = rules::on_scim_delete(id, &cur.product, &now_sortable(), view(&known))
                 .map_err(rule_err)?;
@@ -935,6 +951,7 @@ impl Service {
                             .await
                             .map_err(|e| store_err(Kind::User, e))?,
                     );
+                    reuse = Some(cur);
                 }
                 Err(StoreError::NotFound) => return Err(not_found(Kind::User, id)),
                 Err(e) => return Err(store_err(Kind::User, e)),

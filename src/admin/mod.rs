@@ -149,7 +149,10 @@ impl Admin {
 
     /// The tenant's pool (set up with the defaults if it never was).
     async fn pool(&self, id: &TenantId) -> Result<SeatPool, AdminError> {
-        Ok(self.service.pool_state(id).await?.0)
+        match self.store.get_pool(id).await? {
+            Some(p) => Ok(p),
+            None => Ok(self.service.pool_state(id).await?.0),
+        }
     }
 
     async fn info(&self, record: TenantRecord) -> Result<TenantInfo, AdminError> {
@@ -197,7 +200,7 @@ impl Admin {
                 // pool is set up with the defaults on first use.
                 self.store.init_pool(&id, &pool).await?;
                 tracing::info!(tenant = %id, actor = %actor, "tenant created");
-                self.info(record).await
+                Ok(TenantInfo { record, pool })
             }
         }
     }

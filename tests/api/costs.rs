@@ -13,7 +13,12 @@ use crate::harness::*;
 /// GetItem of its tenant record (the credential generation, so a rotation
 /// is seen on the next request); the figures include it.
 const COSTS: &[(&str, u64)] = &[
+    // The user, its markers, counter and the seat it takes: one transaction.
     ("POST /Users", 2),
+    // No seat free: the first transaction is refused by the pool's
+    // condition; the pool ∥ the head of the line are read, then the user
+    // is created waiting (one more round trip, only when seats run out).
+    ("POST /Users (no seat free)", 5),
     // The user, and its groups (one Query on the reverse memberships).
     ("GET /Users/{id}", 3),
     // Marker, user, groups.
@@ -23,6 +28,11 @@ const COSTS: &[(&str, u64)] = &[
     // Read, conditional write, groups for the answer.
     ("PATCH /Users/{id}", 4),
     ("PUT /Users/{id}", 4),
+    // Deactivating a licensed user frees its seat in the same transaction.
+    ("PATCH /Users/{id} active=false (nobody waiting)", 4),
+    // Someone waits: the pool's condition refuses the plain free, the pool
+    // ∥ the head of the line are read and the seat is handed over.
+    ("PATCH /Users/{id} active=false (someone waiting)", 7),
     // Counter shards, one page, groups of the one user on it (one Query per user).
     ("GET /Users?startIndex=1&count=10", 4),
     ("POST /Groups", 2),
@@ -35,14 +45,19 @@ const COSTS: &[(&str, u64)] = &[
         3,
     ),
     // Resource ∥ its memberships, transaction, re-check of memberships.
-    ("DELETE /Users/{id}", 5),
+    // The user (admin? licence?), then the store's delete (resource ∥ its
+    // memberships, transaction with the seat, re-check of memberships).
+    ("DELETE /Users/{id}", 6),
     ("DELETE /Groups/{id}", 7),
     // Admin API (not on the SCIM path). Record and directory entry in one
     // transaction.
-    ("POST /admin/v1/tenants", 1),
-    ("GET /admin/v1/tenants/{t}", 1),
-    // Directory page (Query), records (BatchGetItem).
-    ("GET /admin/v1/tenants", 2),
+    // Then its seat pool (PutItem).
+    ("POST /admin/v1/tenants", 2),
+    // Record, seat pool.
+    ("GET /admin/v1/tenants/{t}", 2),
+    // Directory page (Query), records (BatchGetItem), one pool per tenant
+    // (GetItem, concurrently): 2 + n.
+    ("GET /admin/v1/tenants (3 tenants)", 5),
     // Tenant record, reveal link (PutItem), conditional tenant PutItem;
     // plus one SES SendEmail and one Secrets Manager write on AWS.
     ("POST /admin/v1/tenants/{t}/credentials", 3),
@@ -211,7 +226,11 @@ async fn admin_and_credential_operations_stay_within_their_calls() {
     let got = s.admin(reqwest::Method::GET, "/tenants/costly", None).await;
     within("GET /admin/v1/tenants/{t}", &got.expect(200), &mut report);
     let list = s.admin(reqwest::Method::GET, "/tenants", None).await;
-    within("GET /admin/v1/tenants", &list.expect(200), &mut report);
+    within(
+        "GET /admin/v1/tenants (3 tenants)",
+        &list.expect(200),
+        &mut report,
+    );
     let issued = s
         .admin(reqwest::Method::POST, "/tenants/costly/credentials", None)
         .await
@@ -329,4 +348,108 @@ async fn a_huge_group_costs_the_same_calls_as_a_small_one() {
         costs[0], costs[1],
         "add/remove/get calls differ between a 10- and a 100,000-member group"
     );
+}
+
+/// The licence rules' costs: a create when no seat is free, and a
+/// deactivation whose seat goes to the waiting line.
+#[tokio::test]
+async fn licence_rules_cost_one_round_trip_more_only_when_seats_run_out() {
+    let s = TestServer::start_on(Backend::DynamoDb).await;
+    let mut report = Vec::new();
+    s.admin(
+        reqwest::Method::POST,
+        "/tenants",
+        Some(json!({"id": "oneseat", "name": "One seat", "adminEmail": "it@oneseat.example", "seats": 1})),
+    )
+    .await
+    .expect(201);
+    s.admin(reqwest::Method::POST, "/tenants/oneseat/credentials", None)
+        .await
+        .expect(201);
+    let link = link_in(&s.outbox().pop().unwrap());
+    let page = s
+        .client
+        .post(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = token_in(&page).unwrap();
+
+    let first = oneseat(
+        &s,
+        &token,
+        reqwest::Method::POST,
+        "/Users".into(),
+        Some(user("first@oneseat.example")),
+    )
+    .await
+    .expect(201);
+    within("POST /Users", &first, &mut report);
+    let second = oneseat(
+        &s,
+        &token,
+        reqwest::Method::POST,
+        "/Users".into(),
+        Some(user("second@oneseat.example")),
+    )
+    .await
+    .expect(201);
+    within("POST /Users (no seat free)", &second, &mut report);
+    let off = patch_op(json!([{"op": "replace", "path": "active", "value": false}]));
+    let handed = oneseat(
+        &s,
+        &token,
+        reqwest::Method::PATCH,
+        format!("/Users/{}", first.id()),
+        Some(off),
+    )
+    .await
+    .expect(200);
+    within(
+        "PATCH /Users/{id} active=false (someone waiting)",
+        &handed,
+        &mut report,
+    );
+    let got = oneseat(
+        &s,
+        &token,
+        reqwest::Method::GET,
+        format!("/Users/{}", second.id()),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(got.body[PRODUCT_URN]["licence"], "assigned", "{}", got.body);
+    let off = patch_op(json!([{"op": "replace", "path": "active", "value": false}]));
+    let freed = oneseat(
+        &s,
+        &token,
+        reqwest::Method::PATCH,
+        format!("/Users/{}", second.id()),
+        Some(off),
+    )
+    .await
+    .expect(200);
+    within(
+        "PATCH /Users/{id} active=false (nobody waiting)",
+        &freed,
+        &mut report,
+    );
+    for (op, calls) in &report {
+        println!("{op:<62} {calls}");
+    }
+}
+
+async fn oneseat(
+    s: &TestServer,
+    token: &str,
+    m: reqwest::Method,
+    path: String,
+    body: Option<serde_json::Value>,
+) -> Resp {
+    let url = format!("{}/scim/v2/oneseat{path}", s.origin);
+    s.call_with(m, &url, token, body, &[]).await
 }
