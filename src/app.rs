@@ -216,7 +216,11 @@ pub fn build_state(
     admin_auth: AdminAuth,
 ) -> AppState {
     let credentials = Arc::new(Credentials::new(store.clone(), vault, mailer, reveal_ttl));
-    let service = Arc::new(Service::new(store.clone(), cursor_key));
+    let retention = std::env::var("AUDIT_RETENTION_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(crate::audit::DEFAULT_RETENTION_DAYS);
+    let service = Arc::new(Service::new(store.clone(), cursor_key).with_retention_days(retention));
     AppState {
         admin: Arc::new(Admin::new(store, credentials.clone(), service.clone())),
         credentials,
@@ -251,6 +255,7 @@ pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
     drop(admin_key);
 
     let demo = tenant_id(&config.demo_tenant)?;
+    let startup = crate::audit::Origin::service(state.service.retention_days());
     let demo_record = state
         .admin
         .ensure_tenant(&demo, "Demo organisation", &config.demo_admin_email)
@@ -258,11 +263,11 @@ pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
     let mut announce_token = None;
     match &config.demo_token {
         Some(t) => {
-            state.credentials.preset(&demo, t).await?;
+            state.credentials.preset(&demo, t, &startup).await?;
         }
         None if demo_record.credential.is_none() => {
             let t = secret::generate(TOKEN_PREFIX);
-            state.credentials.preset(&demo, &t).await?;
+            state.credentials.preset(&demo, &t, &startup).await?;
             announce_token = Some(t);
         }
         None => {}
@@ -282,7 +287,7 @@ pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
             .admin
             .ensure_tenant(&id, id.as_str(), &config.demo_admin_email)
             .await?;
-        state.credentials.preset(&id, token).await?;
+        state.credentials.preset(&id, token, &startup).await?;
     }
 
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
@@ -324,6 +329,20 @@ pub async fn serve_local(config: LocalConfig) -> Result<(), AppError> {
     } else {
         println!("Admin API:    {origin}/admin/v1 (key: the one given in SCIM_ADMIN_KEY)");
     }
+    // The embedded store has no TTL: sweep expired audit records hourly.
+    let sweeper = state.service.store().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            match sweeper.sweep_audit(now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired audit records swept"),
+                Err(e) => tracing::warn!(error = %e, "sweeping audit records failed"),
+            }
+        }
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

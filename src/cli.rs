@@ -76,6 +76,34 @@ pub enum AdminCommand {
     /// A tenant's groups and their members.
     #[command(subcommand)]
     Groups(GroupCommand),
+    /// The audit trail, newest first: what the IdP and admins changed.
+    Audit {
+        tenant: String,
+        /// Only records about this user (or group) id.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this operation (created, deactivated, licence.assigned, …).
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only refused SCIM writes.
+        #[arg(long)]
+        refused: bool,
+        /// Oldest first.
+        #[arg(long)]
+        asc: bool,
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+    },
+    /// Change events (CloudEvents JSON lines) after a position.
+    Events {
+        tenant: String,
+        /// Resume after this position (printed on stderr after each page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Keep polling for new events.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -458,6 +486,66 @@ fn user_row(u: &Value) -> Vec<String> {
     ]
 }
 
+const AUDIT_COLUMNS: [&str; 8] = [
+    "TIME",
+    "TYPE",
+    "OPERATION",
+    "RESOURCE",
+    "NAME",
+    "ACTOR",
+    "OUTCOME",
+    "CHANGES",
+];
+
+fn audit_row(r: &Value) -> Vec<String> {
+    let actor = match r["actor"]["kind"].as_str() {
+        Some("scim") => format!("scim token #{}", text(&r["actor"]["generation"])),
+        Some("admin") => text(&r["actor"]["principal"]),
+        Some(other) => other.to_owned(),
+        None => "-".into(),
+    };
+    let outcome = match r["outcome"].as_str() {
+        Some("refused") => format!(
+            "refused {} {}",
+            text(&r["status"]),
+            r["scimType"].as_str().unwrap_or("")
+        )
+        .trim_end()
+        .to_owned(),
+        _ => "ok".into(),
+    };
+    let t = &r["transitions"];
+    let mut changes: Vec<String> = Vec::new();
+    for (k, label) in [
+        ("active", "active"),
+        ("licence", "licence"),
+        ("admin", "admin"),
+    ] {
+        if let Some([a, b]) = t[k].as_array().map(|v| v.as_slice()) {
+            changes.push(format!("{label} {}→{}", text(a), text(b)));
+        }
+    }
+    for (k, sign) in [("membersAdded", "+"), ("membersRemoved", "-")] {
+        if let Some(n) = t[k].as_array().map(Vec::len).filter(|n| *n > 0) {
+            changes.push(format!("{sign}{n} members"));
+        }
+    }
+    if let Some(c) = r["changed"].as_array().filter(|c| !c.is_empty()) {
+        let names: Vec<String> = c.iter().map(text).collect();
+        changes.push(names.join(","));
+    }
+    vec![
+        text(&r["time"]),
+        text(&r["resourceType"]),
+        text(&r["operation"]),
+        text(&r["resourceId"]),
+        text(&r["name"]),
+        actor,
+        outcome,
+        changes.join("; "),
+    ]
+}
+
 fn print_user(u: &Value, json_out: bool) {
     if json_out {
         println!("{u}");
@@ -706,6 +794,69 @@ pub async fn run(args: AdminArgs) -> Result<(), CliError> {
                 vec![text(&m["id"]), text(&m["type"])]
             })
             .await?;
+        }
+        AdminCommand::Audit {
+            tenant,
+            user,
+            operation,
+            refused,
+            asc,
+            page_size,
+        } => {
+            let mut path = format!(
+                "/tenants/{}/audit?limit={}",
+                segment(&tenant),
+                page_size.clamp(1, 100)
+            );
+            if let Some(u) = user {
+                path.push_str(&format!("&resource={}", segment(&u)));
+            }
+            if let Some(o) = operation {
+                path.push_str(&format!("&operation={}", segment(&o)));
+            }
+            if refused {
+                path.push_str("&outcome=refused");
+            }
+            if asc {
+                path.push_str("&order=asc");
+            }
+            stream(
+                &client,
+                &path,
+                "records",
+                json_out,
+                &AUDIT_COLUMNS,
+                audit_row,
+            )
+            .await?;
+        }
+        AdminCommand::Events {
+            tenant,
+            after,
+            follow,
+        } => {
+            let mut position = after;
+            loop {
+                let mut path = format!("/tenants/{}/events?limit=100", segment(&tenant));
+                if let Some(p) = &position {
+                    path.push_str(&format!("&after={}", segment(p)));
+                }
+                let page = client.call(reqwest::Method::GET, &path, None).await?;
+                let events = page["events"].as_array().cloned().unwrap_or_default();
+                for e in &events {
+                    println!("{e}");
+                }
+                if let Some(p) = page["position"].as_str() {
+                    position = Some(p.to_owned());
+                    eprintln!("position: {p}");
+                }
+                if events.len() < 100 {
+                    if !follow {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            }
         }
         AdminCommand::Credentials(CredentialCommand::Create { tenant }) => {
             let c = client

@@ -2,12 +2,14 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod credentials;
 pub mod http;
 pub mod lambda;
 pub mod mail;
+pub mod publisher;
 pub mod rules;
 pub mod scim;
 pub mod secrets;

@@ -1,5 +1,6 @@
 //! Entry point: a local HTTP server on the embedded store, or the Lambda
-//! handler when started by the Lambda runtime (`AWS_LAMBDA_RUNTIME_API`).
+//! handler when started by the Lambda runtime (`AWS_LAMBDA_RUNTIME_API`):
+//! the SCIM API, or the change-event publisher with `SCIM_FUNCTION=publisher`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -148,6 +149,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            // The same bootstrap is also the change-event publisher
+            // (SCIM_FUNCTION=publisher): DynamoDB stream in, EventBridge out.
+            if scim_provisioning::publisher::selected() {
+                return scim_provisioning::publisher::run()
+                    .await
+                    .map_err(|e| app::AppError::Lambda(e.to_string()));
+            }
             return app::run_lambda().await;
         }
         let cli = Cli::parse();

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::audit::{self, AuditRecord, Operation};
 use crate::rules::{self, Plan, PoolView, RuleError};
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::filter::{self, CompareOp, Filter, Literal};
@@ -38,6 +39,8 @@ pub struct Ctx {
     pub tenant: TenantId,
     /// The Tenant URL, e.g. `https://host/scim/v2/acme`.
     pub base_url: String,
+    /// Who asks, as the audit trail records it.
+    pub origin: audit::Origin,
 }
 
 /// A single-resource answer.
@@ -59,6 +62,7 @@ pub struct Conditions {
 pub struct Service {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
+    retention_days: i64,
 }
 
 pub fn now_rfc3339() -> String {
@@ -184,7 +188,18 @@ impl Service {
         Service {
             store,
             cursors: CursorCodec::new(cursor_key),
+            retention_days: audit::DEFAULT_RETENTION_DAYS,
         }
+    }
+
+    /// How long audit records are kept (days).
+    pub fn with_retention_days(mut self, days: i64) -> Service {
+        self.retention_days = days.max(1);
+        self
+    }
+
+    pub fn retention_days(&self) -> i64 {
+        self.retention_days
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -391,7 +406,103 @@ impl Service {
             .collect()
     }
 
+    /// A refused SCIM write leaves a record of why (not atomic with
+    /// anything: nothing changed), so an admin can see why a user never
+    /// arrived.
+    async fn note_refusal(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        body: Option<&Value>,
+        e: &ScimError,
+    ) {
+        if !matches!(e.status(), 400 | 403 | 409 | 412) {
+            return;
+        }
+        let name_key = match kind {
+            Kind::User => "userName",
+            Kind::Group => "displayName",
+        };
+        let name = body
+            .and_then(|b| b.get(name_key))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let r = audit::refused(
+            &ctx.origin,
+            &ctx.tenant,
+            kind,
+            id,
+            name,
+            e.status(),
+            e.scim_type().map(|t| t.as_str().to_owned()),
+        );
+        if let Err(err) = self.store.put_audit(&ctx.tenant, &[r]).await {
+            tracing::warn!(error = %err, "recording a refused write failed");
+        }
+    }
+
     pub async fn create(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        body: &Value,
+        proj: &Projection,
+    ) -> ScimResult<Reply> {
+        let out = self.create_inner(ctx, kind, body, proj).await;
+        if let Err(e) = &out {
+            self.note_refusal(ctx, kind, "", Some(body), e).await;
+        }
+        out
+    }
+
+    pub async fn replace(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        cond: &Conditions,
+        proj: &Projection,
+    ) -> ScimResult<Reply> {
+        let out = self.replace_inner(ctx, kind, id, body, cond, proj).await;
+        if let Err(e) = &out {
+            self.note_refusal(ctx, kind, id, Some(body), e).await;
+        }
+        out
+    }
+
+    pub async fn patch(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        cond: &Conditions,
+        proj: &Projection,
+    ) -> ScimResult<Reply> {
+        let out = self.patch_inner(ctx, kind, id, body, cond, proj).await;
+        if let Err(e) = &out {
+            self.note_refusal(ctx, kind, id, None, e).await;
+        }
+        out
+    }
+
+    pub async fn delete(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        cond: &Conditions,
+    ) -> ScimResult<Reply> {
+        let out = self.delete_inner(ctx, kind, id, cond).await;
+        if let Err(e) = &out {
+            self.note_refusal(ctx, kind, id, None, e).await;
+        }
+        out
+    }
+
+    async fn create_inner(
         &self,
         ctx: &Ctx,
         kind: Kind,
@@ -417,8 +528,16 @@ impl Service {
         };
         let keys = resource::unique_keys(kind, &r.attrs);
         if kind == Kind::Group {
+            let mut rec = audit::describe(
+                &ctx.origin,
+                &ctx.tenant,
+                None,
+                &r,
+                time::OffsetDateTime::now_utc(),
+            );
+            rec.transitions.members_added = members.iter().map(|m| m.id.clone()).collect();
             self.store
-                .create(&ctx.tenant, &r, &keys, &members)
+                .create_with(&ctx.tenant, &r, &keys, &members, &[], &[rec])
                 .await
                 .map_err(|e| store_err(kind, e))?;
         } else {
@@ -447,9 +566,17 @@ impl Service {
                 view(&known),
             );
             r.product = plan.product;
+            let mut records = vec![audit::describe(
+                &ctx.origin,
+                &ctx.tenant,
+                None,
+                r,
+                time::OffsetDateTime::now_utc(),
+            )];
+            records.extend(audit::pool_records(&ctx.origin, &ctx.tenant, &plan.ops));
             match self
                 .store
-                .create_with(&ctx.tenant, r, keys, &[], &plan.ops)
+                .create_with(&ctx.tenant, r, keys, &[], &plan.ops, &records)
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -484,8 +611,15 @@ impl Service {
             member_count: 0,
         };
         let keys = resource::unique_keys(Kind::User, &r.attrs);
+        let rec = audit::describe(
+            &ctx.origin,
+            &ctx.tenant,
+            None,
+            &r,
+            time::OffsetDateTime::now_utc(),
+        );
         self.store
-            .create(&ctx.tenant, &r, &keys, &[])
+            .create_with(&ctx.tenant, &r, &keys, &[], &[], &[rec])
             .await
             .map_err(|e| store_err(Kind::User, e))?;
         Ok(r)
@@ -509,7 +643,11 @@ impl Service {
     /// Hands spare seats to the line, longest-waiting first, one atomic
     /// step each, while auto-assignment is on and seats are free. Returns
     /// how many were served.
-    pub async fn serve_line(&self, t: &TenantId) -> Result<u64, StoreError> {
+    pub async fn serve_line(
+        &self,
+        t: &TenantId,
+        origin: &audit::Origin,
+    ) -> Result<u64, StoreError> {
         let mut served = 0;
         let mut conflicts = 0;
         loop {
@@ -517,7 +655,8 @@ impl Service {
             let Some(op) = rules::serve_step(&pool, head.as_ref(), &now_sortable()) else {
                 return Ok(served);
             };
-            match self.store.apply_pool(t, &[op]).await {
+            let records = audit::pool_records(origin, t, std::slice::from_ref(&op));
+            match self.store.apply_pool(t, &[op], &records).await {
                 Ok(()) => served += 1,
                 Err(StoreError::PoolChanged) if conflicts < MAX_ATTEMPTS => {
                     backoff(conflicts).await;
@@ -536,6 +675,8 @@ impl Service {
         &self,
         t: &TenantId,
         id: &str,
+        origin: &audit::Origin,
+        operation: Operation,
         decide: F,
     ) -> Result<StoredResource, ChangeError>
     where
@@ -558,6 +699,11 @@ impl Service {
                 last_modified: now_rfc3339(),
                 ..cur.clone()
             };
+            let mut rec =
+                audit::describe(origin, t, Some(&cur), &new, time::OffsetDateTime::now_utc());
+            rec.operation = operation;
+            let mut records = vec![rec];
+            records.extend(audit::pool_records(origin, t, &plan.ops));
             let update = Update {
                 resource: new.clone(),
                 expected_version: cur.version,
@@ -565,6 +711,7 @@ impl Service {
                 new_keys: keys,
                 members: MemberDelta::default(),
                 pool: plan.ops,
+                audit: records,
             };
             match self.store.update(t, &update).await {
                 Ok(()) => return Ok(new),
@@ -619,7 +766,7 @@ impl Service {
     /// PUT: replaces every writable attribute. A group's members are
     /// replaced when `members` is given and left alone when it is omitted
     /// (RFC 7644 §3.5.1 lets a server treat omitted attributes as not asserted).
-    pub async fn replace(
+    async fn replace_inner(
         &self,
         ctx: &Ctx,
         kind: Kind,
@@ -706,8 +853,19 @@ impl Service {
             attrs,
             member_count: cur.member_count,
         };
+        let mut rec = audit::describe(
+            &ctx.origin,
+            &ctx.tenant,
+            Some(cur),
+            &new,
+            time::OffsetDateTime::now_utc(),
+        );
+        member_transitions(&mut rec, &members);
+        let mut records = vec![rec];
+        records.extend(audit::pool_records(&ctx.origin, &ctx.tenant, &pool));
         let update = Update {
             pool,
+            audit: records,
             old_keys: resource::unique_keys(cur.kind, &cur.attrs),
             new_keys: resource::unique_keys(cur.kind, &new.attrs),
             resource: new.clone(),
@@ -718,7 +876,7 @@ impl Service {
         Ok(new)
     }
 
-    pub async fn patch(
+    async fn patch_inner(
         &self,
         ctx: &Ctx,
         kind: Kind,
@@ -759,9 +917,17 @@ impl Service {
                 // Members only: no read-modify-write of the group, so
                 // concurrent member changes never conflict.
                 let now = now_rfc3339();
+                let mut rec = ctx.origin.now_record(
+                    &ctx.tenant,
+                    audit::ResourceType::Group,
+                    id,
+                    Operation::MembersChanged,
+                );
+                rec.name = audit::display_name(&cur);
+                member_transitions(&mut rec, &delta);
                 match self
                     .store
-                    .update_members(&ctx.tenant, id, &delta, pinned, &now)
+                    .update_members_with(&ctx.tenant, id, &delta, pinned, &now, Some(&rec))
                     .await
                 {
                     Err(StoreError::NotFound) => return Err(not_found(kind, id)),
@@ -886,7 +1052,7 @@ impl Service {
         Ok(MemberDelta { clear, remove, add })
     }
 
-    pub async fn delete(
+    async fn delete_inner(
         &self,
         ctx: &Ctx,
         kind: Kind,
@@ -903,8 +1069,15 @@ impl Service {
             }
             None => None,
         };
+        // The group's name is not read (a DELETE costs no extra call for it).
+        let rec = ctx.origin.now_record(
+            &ctx.tenant,
+            audit::ResourceType::Group,
+            id,
+            Operation::Deleted,
+        );
         self.store
-            .delete(&ctx.tenant, kind, id, expected)
+            .delete_with(&ctx.tenant, kind, id, expected, &[], &[rec])
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => not_found(kind, id),
@@ -933,7 +1106,14 @@ impl Service {
                 .map_err(rule_err)?;
             match self
                 .store
-                .delete_with(&ctx.tenant, Kind::User, id, Some(cur.version), &ops)
+                .delete_with(
+                    &ctx.tenant,
+                    Kind::User,
+                    id,
+                    Some(cur.version),
+                    &ops,
+                    &deleted_records(ctx, &cur, &ops),
+                )
                 .await
             {
                 Ok(()) => {
@@ -1183,6 +1363,41 @@ fn rendered(ctx: &Ctx, status: u16, r: &StoredResource, doc: Value, proj: &Proje
         body: Some(proj.apply(r.kind, doc)),
         etag: Some(render::etag(r.version)),
         location: Some(render::location(&ctx.base_url, r.kind, &r.id)),
+    }
+}
+
+/// The records of a user's DELETE: its own, and a hand-over of its seat.
+fn deleted_records(
+    ctx: &Ctx,
+    cur: &StoredResource,
+    ops: &[crate::scim::model::PoolOp],
+) -> Vec<AuditRecord> {
+    let mut rec = ctx.origin.now_record(
+        &ctx.tenant,
+        audit::ResourceType::User,
+        &cur.id,
+        Operation::Deleted,
+    );
+    rec.name = audit::display_name(cur);
+    rec.version = Some(cur.version + 1);
+    if cur.product.licence != crate::scim::model::Licence::None {
+        rec.transitions.licence = Some([cur.product.licence, crate::scim::model::Licence::None]);
+    }
+    if cur.product.admin {
+        rec.transitions.admin = Some([true, false]);
+    }
+    let mut out = vec![rec];
+    out.extend(audit::pool_records(&ctx.origin, &ctx.tenant, ops));
+    out
+}
+
+/// A membership change in a record: who was added and removed.
+fn member_transitions(rec: &mut AuditRecord, delta: &MemberDelta) {
+    rec.transitions.members_added = delta.add.iter().map(|m| m.id.clone()).collect();
+    rec.transitions.members_removed = delta.remove.clone();
+    rec.transitions.members_cleared = delta.clear;
+    if !delta.is_empty() && !rec.changed.iter().any(|c| c == "members") {
+        rec.changed.push("members".into());
     }
 }
 

@@ -63,7 +63,12 @@ async fn fixture() -> Fixture {
         .ensure_tenant(&acme, "Acme", "it@acme.example")
         .await
         .unwrap();
-    state.credentials.preset(&acme, TOKEN).await.unwrap();
+    let startup = scim_provisioning::audit::Origin::service(180);
+    state
+        .credentials
+        .preset(&acme, TOKEN, &startup)
+        .await
+        .unwrap();
     Fixture { _dir: dir, state }
 }
 

@@ -158,14 +158,37 @@ fn output<'a>(t: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("template has no output {name}"))
 }
 
-/// The one `AWS::Serverless::Function`.
-fn function(res: &BTreeMap<String, Value>) -> (&str, &Value) {
-    let fns: Vec<_> = res
+/// The SCIM function (API routes, admin API, credential pages).
+const SCIM_FUNCTION: &str = "ScimFunction";
+/// The change-event publisher (the same binary, `SCIM_FUNCTION=publisher`).
+const PUBLISHER: &str = "PublisherFunction";
+
+/// The `AWS::Serverless::Function`s: exactly the SCIM function and the
+/// publisher.
+fn functions(res: &BTreeMap<String, Value>) -> BTreeSet<&str> {
+    let fns: BTreeSet<&str> = res
         .iter()
         .filter(|(_, r)| str_of(r, "Type") == Some("AWS::Serverless::Function"))
+        .map(|(n, _)| n.as_str())
         .collect();
-    assert_eq!(fns.len(), 1, "expected exactly one function");
-    (fns[0].0.as_str(), fns[0].1)
+    assert_eq!(
+        fns,
+        BTreeSet::from([SCIM_FUNCTION, PUBLISHER]),
+        "expected exactly the SCIM function and the event publisher"
+    );
+    fns
+}
+
+/// The SCIM function.
+fn function(res: &BTreeMap<String, Value>) -> (&str, &Value) {
+    functions(res);
+    (SCIM_FUNCTION, resource(res, SCIM_FUNCTION))
+}
+
+/// The event publisher.
+fn publisher(res: &BTreeMap<String, Value>) -> (&str, &Value) {
+    functions(res);
+    (PUBLISHER, resource(res, PUBLISHER))
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -292,13 +315,23 @@ const OPTIONAL_ENV: &[(&str, &str)] = &[
 ];
 
 /// Names read through `env("X")`, `var("X")`, `var_os("X")` or
-/// `lookup("X")` in the files that start the Lambda runtime.
+/// `lookup("X")` in the files that start the SCIM function's Lambda
+/// runtime (`lambda_http::run`).
 fn env_read_by_lambda_entry() -> BTreeSet<String> {
+    env_read_by_files_calling("lambda_http::run(")
+}
+
+/// The same for the event publisher (`lambda_runtime::run`, src/publisher.rs).
+fn env_read_by_publisher() -> BTreeSet<String> {
+    env_read_by_files_calling("lambda_runtime::run(")
+}
+
+fn env_read_by_files_calling(entry: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut entries = 0;
     for path in rust_files(&root().join("src")) {
         let src = read(&path);
-        if !(src.contains("lambda_http::run(") || src.contains("lambda_runtime::run(")) {
+        if !src.contains(entry) {
             continue;
         }
         entries += 1;
@@ -327,7 +360,7 @@ fn env_read_by_lambda_entry() -> BTreeSet<String> {
     }
     assert!(
         entries > 0,
-        "no file in src/ calls lambda_http::run: where is the Lambda entry?"
+        "no file in src/ calls {entry}..): where is the Lambda entry?"
     );
     names
 }
@@ -1184,5 +1217,466 @@ fn gateway_errors_are_json_and_iam_failures_are_not_scim_errors() {
     assert!(
         responses.get("MISSING_AUTHENTICATION_TOKEN").is_some(),
         "MISSING_AUTHENTICATION_TOKEN (unknown path or unsigned admin call) is customised"
+    );
+}
+
+// ----------------------------------------------------------- change events
+
+const BUS: &str = "ScimEventBus";
+const DLQ: &str = "EventsDeadLetterQueue";
+
+fn env_of<'a>(f: &'a Value, name: &str) -> &'a serde_norway::Mapping {
+    props(f, name)
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{name} has Environment.Variables"))
+}
+
+#[test]
+fn the_table_streams_new_images() {
+    let t = template();
+    let res = resources(&t);
+    let spec = props(resource(&res, TABLE), TABLE)
+        .get("StreamSpecification")
+        .expect("ScimTable has a StreamSpecification (the publisher reads its stream)");
+    assert_eq!(
+        str_of(spec, "StreamViewType"),
+        Some("NEW_IMAGE"),
+        "the publisher reads the audit record from the new image; nothing needs old images"
+    );
+}
+
+#[test]
+fn the_publisher_is_the_same_binary_started_as_the_publisher() {
+    use scim_provisioning::publisher;
+    let t = template();
+    let res = resources(&t);
+    let (scim_name, scim) = function(&res);
+    let (name, f) = publisher(&res);
+
+    // Same build, same runtime: one bootstrap, two entries.
+    assert_eq!(
+        f.get("Metadata"),
+        scim.get("Metadata"),
+        "same cargo-lambda build"
+    );
+    assert_eq!(
+        f.get("Metadata")
+            .and_then(|m| m.get("BuildProperties"))
+            .and_then(|b| str_of(b, "Binary")),
+        Some("scim-provisioning")
+    );
+    let (p, sp) = (props(f, name), props(scim, scim_name));
+    for k in ["CodeUri", "Handler", "Runtime", "Architectures"] {
+        assert_eq!(p.get(k), sp.get(k), "{name}.{k} is the SCIM function's");
+    }
+    assert_eq!(str_of(p, "Runtime"), Some("provided.al2023"));
+    assert_eq!(
+        p.get("LoggingConfig").and_then(|l| str_of(l, "LogFormat")),
+        Some("JSON")
+    );
+    assert!(
+        p.get("Policies").is_none(),
+        "{name}: explicit role, no SAM policy templates"
+    );
+
+    // Selected by SCIM_FUNCTION=publisher, which main.rs asks the module.
+    let env = env_of(f, name);
+    assert_eq!(
+        env.get(publisher::FUNCTION_ENV).and_then(Value::as_str),
+        Some(publisher::FUNCTION_NAME),
+        "{name} sets {}={}",
+        publisher::FUNCTION_ENV,
+        publisher::FUNCTION_NAME
+    );
+    assert!(
+        env_of(scim, scim_name)
+            .get(publisher::FUNCTION_ENV)
+            .is_none(),
+        "the SCIM function must not select the publisher"
+    );
+    let main = read(&root().join("src/main.rs"));
+    assert!(
+        main.contains("publisher::selected()") && main.contains("publisher::run()"),
+        "src/main.rs starts the publisher when publisher::selected()"
+    );
+    assert!(
+        read(&root().join("src/publisher.rs"))
+            .contains(&format!("var(\"{}\")", publisher::FUNCTION_ENV)),
+        "publisher::selected reads {}",
+        publisher::FUNCTION_ENV
+    );
+
+    // The bus it puts events on is this stack's.
+    assert!(
+        env.get("EVENT_BUS_NAME").is_some_and(|v| refers_to(v, BUS)),
+        "EVENT_BUS_NAME is !Ref {BUS}"
+    );
+    assert_eq!(
+        str_of(resource(&res, BUS), "Type"),
+        Some("AWS::Events::EventBus")
+    );
+    assert!(
+        env.get("EVENT_SOURCE")
+            .and_then(intrinsic)
+            .is_some_and(|(f, a)| f == "Sub"
+                && a.as_str()
+                    .is_some_and(|s| s.starts_with(publisher::DEFAULT_EVENT_SOURCE))),
+        "EVENT_SOURCE names the deployment under {}",
+        publisher::DEFAULT_EVENT_SOURCE
+    );
+
+    // Exactly what the code reads, both ways.
+    let read = env_read_by_publisher();
+    let set: BTreeSet<String> = env.keys().map(|k| k.as_str().unwrap().to_owned()).collect();
+    for v in ["EVENT_BUS_NAME", "EVENT_SOURCE", publisher::FUNCTION_ENV] {
+        assert!(
+            read.contains(v),
+            "src/publisher.rs reads {v} (found {read:?})"
+        );
+    }
+    let missing: Vec<_> = read
+        .iter()
+        .filter(|n| !set.contains(*n) && !n.starts_with("AWS_"))
+        .collect();
+    let unread: Vec<_> = set.iter().filter(|n| !read.contains(*n)).collect();
+    assert!(
+        missing.is_empty() && unread.is_empty(),
+        "the publisher reads {missing:?}, which {name} does not set; {name} sets {unread:?}, which it never reads"
+    );
+}
+
+#[test]
+fn the_publisher_reads_the_stream_as_the_code_expects() {
+    use scim_provisioning::publisher;
+    let t = template();
+    let res = resources(&t);
+    let (name, f) = publisher(&res);
+    let events = props(f, name)
+        .get("Events")
+        .and_then(Value::as_mapping)
+        .expect("Events");
+    assert_eq!(
+        events.len(),
+        1,
+        "{name}: one event source, the table's stream"
+    );
+    let (_, e) = events.iter().next().unwrap();
+    assert_eq!(str_of(e, "Type"), Some("DynamoDB"));
+    let ep = e.get("Properties").expect("Properties");
+    assert!(
+        ep.get("Stream")
+            .and_then(intrinsic)
+            .is_some_and(|(f, a)| f == "GetAtt"
+                && match a {
+                    Value::String(s) => s == "ScimTable.StreamArn",
+                    Value::Sequence(s) => {
+                        s.len() == 2
+                            && s[0].as_str() == Some(TABLE)
+                            && s[1].as_str() == Some("StreamArn")
+                    }
+                    _ => false,
+                }),
+        "Stream is !GetAtt {TABLE}.StreamArn"
+    );
+    let num = |k: &str| ep.get(k).and_then(Value::as_i64);
+    assert_eq!(str_of(ep, "StartingPosition"), Some("TRIM_HORIZON"));
+    assert_eq!(num("BatchSize"), Some(100));
+    assert_eq!(num("MaximumBatchingWindowInSeconds"), Some(1));
+    assert_eq!(num("MaximumRetryAttempts"), Some(10));
+    assert_eq!(num("MaximumRecordAgeInSeconds"), Some(86_400));
+    assert_eq!(
+        ep.get("BisectBatchOnFunctionError")
+            .and_then(Value::as_bool),
+        Some(true)
+    );
+    // publish() answers partial batch failures; without this setting
+    // Lambda would ignore them and checkpoint the whole batch.
+    assert_eq!(
+        ep.get("FunctionResponseTypes")
+            .map(strings)
+            .unwrap_or_default(),
+        ["ReportBatchItemFailures"]
+    );
+    assert!(
+        ep.get("DestinationConfig")
+            .and_then(|d| d.get("OnFailure"))
+            .and_then(|o| o.get("Destination"))
+            .is_some_and(|d| arn_of(d, DLQ)),
+        "failed batches go to !GetAtt {DLQ}.Arn"
+    );
+    assert!(
+        ep.get("ParallelizationFactor")
+            .and_then(Value::as_i64)
+            .is_none_or(|p| p == 1),
+        "one batch per shard at a time keeps the shard's order"
+    );
+
+    // The filter lets through exactly what publish() publishes.
+    let filters = values(
+        ep.get("FilterCriteria")
+            .and_then(|c| c.get("Filters"))
+            .expect("FilterCriteria.Filters"),
+    );
+    assert_eq!(filters.len(), 1, "one filter");
+    let pattern: serde_json::Value =
+        serde_json::from_str(str_of(filters[0], "Pattern").expect("Pattern")).expect("JSON");
+    let mut image = serde_json::Map::new();
+    image.insert(
+        publisher::AUDIT_KIND_ATTR.to_owned(),
+        serde_json::json!({"S": [publisher::AUDIT_ITEM_KIND]}),
+    );
+    assert_eq!(
+        pattern,
+        serde_json::json!({
+            "eventName": [publisher::INSERT],
+            "dynamodb": {"NewImage": image},
+        }),
+        "the filter pattern matches the constants of src/publisher.rs"
+    );
+    // And those are the attribute and value the store writes.
+    let keys = read(&root().join("src/store/dynamodb/keys.rs"));
+    assert!(
+        keys.contains(&format!(
+            "const KIND: &str = \"{}\"",
+            publisher::AUDIT_KIND_ATTR
+        )),
+        "src/store/dynamodb/keys.rs names the kind attribute {}",
+        publisher::AUDIT_KIND_ATTR
+    );
+}
+
+/// The publisher role's statements, by service.
+fn publisher_statements(res: &BTreeMap<String, Value>) -> Vec<(String, Value)> {
+    let (name, f) = publisher(res);
+    let role_ref = props(f, name)
+        .get("Role")
+        .expect("the publisher names its Role");
+    let (role_name, role) = res
+        .iter()
+        .find(|(n, _)| arn_of(role_ref, n))
+        .expect("Role is !GetAtt <role in this template>.Arn");
+    let (_, scim) = function(res);
+    assert!(
+        !arn_of(props(scim, SCIM_FUNCTION).get("Role").unwrap(), role_name),
+        "the publisher has a role of its own"
+    );
+    assert_eq!(str_of(role, "Type"), Some("AWS::IAM::Role"));
+    let rp = props(role, role_name);
+    assert!(rp.get("ManagedPolicyArns").is_none(), "no managed policies");
+    let mut out = Vec::new();
+    for policy in values(rp.get("Policies").expect("Policies")) {
+        let pname = str_of(policy, "PolicyName").unwrap().to_owned();
+        let doc = policy.get("PolicyDocument").unwrap();
+        for st in values(doc.get("Statement").unwrap()) {
+            out.push((pname.clone(), st.clone()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_publisher_role_is_least_privilege() {
+    let t = template();
+    let res = resources(&t);
+    let (name, f) = publisher(&res);
+    let log_group = props(f, name)
+        .get("LoggingConfig")
+        .and_then(|l| l.get("LogGroup"))
+        .and_then(intrinsic)
+        .and_then(|(_, a)| a.as_str())
+        .expect("LoggingConfig.LogGroup is !Ref of its log group")
+        .to_owned();
+    let (_, scim) = function(&res);
+    let scim_logs = props(scim, SCIM_FUNCTION)
+        .get("LoggingConfig")
+        .and_then(|l| l.get("LogGroup"))
+        .and_then(intrinsic)
+        .and_then(|(_, a)| a.as_str().map(str::to_owned));
+    assert_ne!(Some(log_group.clone()), scim_logs, "a log group of its own");
+
+    let stream_arn = |v: &Value| {
+        intrinsic(v).is_some_and(|(f, a)| {
+            f == "GetAtt"
+                && match a {
+                    Value::String(s) => s == "ScimTable.StreamArn",
+                    Value::Sequence(s) => {
+                        s.len() == 2
+                            && s[0].as_str() == Some(TABLE)
+                            && s[1].as_str() == Some("StreamArn")
+                    }
+                    _ => false,
+                }
+        })
+    };
+    let mut granted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let statements = publisher_statements(&res);
+    for (policy, st) in &statements {
+        assert_eq!(str_of(st, "Effect"), Some("Allow"), "{policy}");
+        assert!(
+            st.get("Condition").is_none(),
+            "{policy}: no conditions expected"
+        );
+        let actions = strings(st.get("Action").unwrap());
+        let resources = values(st.get("Resource").unwrap());
+        assert_eq!(resources.len(), 1, "{policy}: one resource per statement");
+        let r = resources[0];
+        let services: BTreeSet<&str> = actions
+            .iter()
+            .map(|a| a.split(':').next().unwrap())
+            .collect();
+        assert_eq!(services.len(), 1, "{policy}: one service per statement");
+        for a in &actions {
+            assert!(!a.contains('*'), "{policy}: wildcard action {a}");
+        }
+        let service = *services.first().unwrap();
+        match service {
+            "logs" => assert!(
+                arn_of(r, &log_group),
+                "{policy}: logs only on its log group"
+            ),
+            "dynamodb" => assert!(
+                stream_arn(r),
+                "{policy}: DynamoDB only on !GetAtt {TABLE}.StreamArn (never the table)"
+            ),
+            "events" => assert!(arn_of(r, BUS), "{policy}: events only on !GetAtt {BUS}.Arn"),
+            "sqs" => assert!(arn_of(r, DLQ), "{policy}: sqs only on !GetAtt {DLQ}.Arn"),
+            other => panic!("{policy}: unexpected service {other}"),
+        }
+        granted
+            .entry(match service {
+                "logs" => "logs",
+                "dynamodb" => "dynamodb",
+                "events" => "events",
+                _ => "sqs",
+            })
+            .or_default()
+            .extend(actions);
+    }
+    let set = |xs: &[&str]| xs.iter().map(|x| (*x).to_owned()).collect::<BTreeSet<_>>();
+    let expected = BTreeMap::from([
+        ("logs", set(&["logs:CreateLogStream", "logs:PutLogEvents"])),
+        (
+            "dynamodb",
+            set(&[
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            ]),
+        ),
+        ("events", set(&["events:PutEvents"])),
+        ("sqs", set(&["sqs:SendMessage"])),
+    ]);
+    assert_eq!(granted, expected, "the publisher role grants exactly these");
+
+    // And the code calls exactly PutEvents on EventBridge.
+    let src = read(&root().join("src/publisher.rs"));
+    let compact: String = without_test_module(&src)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    assert!(
+        compact.contains(".put_events()"),
+        "src/publisher.rs calls PutEvents"
+    );
+    let calls: Vec<&str> = compact
+        .match_indices("client.")
+        .filter_map(|(i, _)| compact[i + 7..].split('(').next())
+        .filter(|op| op.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|op| !["get_or_init"].contains(op))
+        .collect();
+    assert!(
+        calls.iter().all(|op| *op == "put_events"),
+        "src/publisher.rs calls {calls:?} on clients; the role grants events:PutEvents only"
+    );
+}
+
+#[test]
+fn event_delivery_failures_are_kept_and_alarmed() {
+    let t = template();
+    let res = resources(&t);
+    let dlq = resource(&res, DLQ);
+    assert_eq!(str_of(dlq, "Type"), Some("AWS::SQS::Queue"));
+    let qp = props(dlq, DLQ);
+    assert!(
+        qp.get("SqsManagedSseEnabled").and_then(Value::as_bool) == Some(true)
+            || qp.get("KmsMasterKeyId").is_some(),
+        "{DLQ} is encrypted"
+    );
+    assert!(
+        qp.get("MessageRetentionPeriod")
+            .and_then(Value::as_u64)
+            .is_some_and(|s| s >= 4 * 86_400),
+        "{DLQ} keeps failed batches for days"
+    );
+
+    let alarm_on = |namespace: &str, metric: &str, dim: &dyn Fn(&Value) -> bool| {
+        res.iter()
+            .filter(|(_, r)| str_of(r, "Type") == Some("AWS::CloudWatch::Alarm"))
+            .find(|(n, r)| {
+                let p = props(r, n);
+                str_of(p, "Namespace") == Some(namespace)
+                    && str_of(p, "MetricName") == Some(metric)
+                    && p.get("Dimensions")
+                        .map(values)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|d| d.get("Value").is_some_and(dim))
+            })
+            .map(|(n, r)| (n.clone(), props(r, n).clone()))
+            .unwrap_or_else(|| panic!("an alarm on {namespace} {metric}"))
+    };
+    let dlq_name = |v: &Value| {
+        intrinsic(v).is_some_and(|(f, a)| {
+            f == "GetAtt"
+                && match a {
+                    Value::String(s) => s == &format!("{DLQ}.QueueName"),
+                    Value::Sequence(s) => {
+                        s.len() == 2
+                            && s[0].as_str() == Some(DLQ)
+                            && s[1].as_str() == Some("QueueName")
+                    }
+                    _ => false,
+                }
+        })
+    };
+    let alarms = [
+        alarm_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", &dlq_name),
+        alarm_on("AWS/Lambda", "Errors", &|v| refers_to(v, PUBLISHER)),
+        alarm_on("AWS/Lambda", "IteratorAge", &|v| refers_to(v, PUBLISHER)),
+    ];
+    let (dlq_alarm, p) = &alarms[0];
+    assert!(
+        p.get("Threshold").and_then(Value::as_f64) == Some(0.0)
+            && str_of(p, "ComparisonOperator") == Some("GreaterThanThreshold"),
+        "{dlq_alarm}: any message in {DLQ} alarms"
+    );
+    for (n, p) in &alarms {
+        assert!(
+            p.get("AlarmActions")
+                .map(values)
+                .is_some_and(|a| a.iter().any(|a| refers_to(a, "AlarmTopic"))),
+            "{n} notifies AlarmTopic"
+        );
+        assert_eq!(str_of(p, "TreatMissingData"), Some("notBreaching"), "{n}");
+    }
+}
+
+#[test]
+fn the_bus_is_named_in_the_outputs() {
+    let t = template();
+    assert!(
+        output(&t, "EventBusName")
+            .get("Value")
+            .is_some_and(|v| refers_to(v, BUS)),
+        "EventBusName is !Ref {BUS}"
+    );
+    assert!(
+        output(&t, "EventBusArn")
+            .get("Value")
+            .is_some_and(|v| arn_of(v, BUS)),
+        "EventBusArn is !GetAtt {BUS}.Arn"
     );
 }

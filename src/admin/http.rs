@@ -36,29 +36,41 @@ pub fn routes() -> Router<AppState> {
             put(grant_admin).delete(revoke_admin),
         )
         .route("/tenants/{tenant}/groups", get(list_groups))
+        .route("/tenants/{tenant}/audit", get(list_audit))
+        .route("/tenants/{tenant}/events", get(list_events))
         .route("/tenants/{tenant}/groups/{id}/members", get(group_members))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// The authenticated admin caller.
-pub struct Caller(pub AdminActor);
+/// The authenticated admin caller, as the audit trail records it.
+pub struct Caller(pub crate::audit::Origin);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AdminError> {
-        match state.admin_auth.as_ref() {
-            AdminAuth::Iam => iam_caller(parts).map(|arn| Caller(AdminActor::Iam(arn))),
-            auth @ AdminAuth::Key { .. } => {
-                match crate::auth::bearer(&parts.headers) {
-                    Some(k) if auth.accepts_key(k) => Ok(Caller(AdminActor::LocalKey)),
-                    _ => Err(AdminError::Unauthorized(
+        let actor = match state.admin_auth.as_ref() {
+            AdminAuth::Iam => AdminActor::Iam(iam_caller(parts)?),
+            auth @ AdminAuth::Key { .. } => match crate::auth::bearer(&parts.headers) {
+                Some(k) if auth.accepts_key(k) => AdminActor::LocalKey,
+                _ => {
+                    return Err(AdminError::Unauthorized(
                         "the admin API needs Authorization: Bearer <admin key> (see <data-dir>/admin.key)".into(),
-                    )),
+                    ));
                 }
-            }
-        }
+            },
+        };
+        let request_id = parts
+            .extensions
+            .get::<crate::http::observe::RequestId>()
+            .map(|r| r.0.clone());
+        Ok(Caller(crate::audit::Origin::admin(
+            &actor,
+            request_id,
+            state.service.retention_days(),
+        )))
     }
 }
 
@@ -385,6 +397,84 @@ async fn group_members(
     Ok(json_response(
         StatusCode::OK,
         &json!({"members": members, "nextCursor": next}),
+    ))
+}
+
+async fn list_audit(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Path(t): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, AdminError> {
+    use crate::audit::{Operation, Outcome};
+    let mut f = super::audit::AuditFilter::default();
+    let (cursor, limit) = paging(&uri, |k, v| {
+        match k {
+            "resource" => f.resource = Some(v.to_owned()),
+            "operation" => {
+                f.operation = Some(Operation::parse(v).ok_or_else(|| {
+                    AdminError::bad(
+                        "invalid_filter",
+                        format!("operation {v:?} is not one of the operations"),
+                    )
+                })?);
+            }
+            "outcome" => {
+                f.outcome = Some(match v {
+                    "refused" => Outcome::Refused,
+                    "committed" => Outcome::Committed,
+                    _ => {
+                        return Err(AdminError::bad(
+                            "invalid_filter",
+                            "outcome: committed or refused",
+                        ));
+                    }
+                });
+            }
+            "since" => f.after = Some(super::audit::time_bound(v, false)?),
+            "until" => f.until = Some(super::audit::time_bound(v, true)?),
+            "order" => {
+                f.ascending = match v {
+                    "asc" => true,
+                    "desc" => false,
+                    _ => return Err(AdminError::bad("invalid_filter", "order: asc or desc")),
+                };
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    let (page, next) = s.admin.audit(&t, &f, cursor, limit).await?;
+    let records: Vec<Value> = page.iter().map(super::audit::record_view).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"records": records, "nextCursor": next}),
+    ))
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    Caller(_): Caller,
+    Path(t): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, AdminError> {
+    let mut after = None;
+    let (_, limit) = paging(&uri, |k, v| {
+        if k == "after" {
+            after = Some(v.to_owned()).filter(|a| !a.is_empty());
+            return Ok(true);
+        }
+        Ok(false)
+    })?;
+    let holdback = std::env::var("SCIM_EVENTS_HOLDBACK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(super::audit::DEFAULT_HOLDBACK_SECS);
+    let source = std::env::var("EVENT_SOURCE").unwrap_or_else(|_| "/scim-provisioning".into());
+    let (events, next) = s.admin.events(&t, after, limit, &source, holdback).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"events": events, "position": next}),
     ))
 }
 

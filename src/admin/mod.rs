@@ -3,6 +3,7 @@
 //! [`http`]); SCIM never does. Validation and rules live here once, for
 //! every store.
 
+pub mod audit;
 pub mod error;
 pub mod http;
 pub mod users;
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 
 pub use error::AdminError;
 
-use crate::auth::AdminActor;
+use crate::audit::{AuditRecord, Operation, Origin, ResourceType};
 use crate::credentials::{Credentials, Issued};
 use crate::rules;
 use crate::scim::model::{SeatPool, TenantId};
@@ -172,7 +173,7 @@ impl Admin {
 
     pub async fn create_tenant(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         new: NewTenant,
     ) -> Result<TenantInfo, AdminError> {
         let id = tenant_id(&new.id)?;
@@ -190,7 +191,12 @@ impl Admin {
             version: 1,
             credential: None,
         };
-        match self.store.put_tenant(&record, None).await {
+        let mut rec = actor.now_record(&id, ResourceType::Tenant, id.as_str(), Operation::Created);
+        rec.name = Some(record.name.clone());
+        rec.changed = ["name", "adminEmail", "seats", "autoAssignLicences"]
+            .map(String::from)
+            .to_vec();
+        match self.store.put_tenant_with(&record, None, &[rec]).await {
             Err(StoreError::Conflict { .. }) => Err(AdminError::Conflict(format!(
                 "tenant {id:?} already exists"
             ))),
@@ -222,7 +228,8 @@ impl Admin {
             seats: Some(rules::DEMO_SEATS),
             auto_assign_licences: Some(true),
         };
-        match self.create_tenant(&AdminActor::LocalKey, new).await {
+        let origin = Origin::service(self.service.retention_days());
+        match self.create_tenant(&origin, new).await {
             Err(AdminError::Conflict(_)) => self.get_tenant(id.as_str()).await,
             other => other.map(|t| t.record),
         }
@@ -262,7 +269,7 @@ impl Admin {
 
     pub async fn update_tenant(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         patch: TenantPatch,
     ) -> Result<TenantInfo, AdminError> {
@@ -287,7 +294,17 @@ impl Admin {
             self.pool(&id).await?;
             match self
                 .store
-                .set_pool(&id, new_seats, patch.auto_assign_licences)
+                .set_pool(
+                    &id,
+                    new_seats,
+                    patch.auto_assign_licences,
+                    &[pool_record(
+                        actor,
+                        &id,
+                        new_seats,
+                        patch.auto_assign_licences,
+                    )],
+                )
                 .await
             {
                 Err(StoreError::PoolChanged) => {
@@ -304,7 +321,7 @@ impl Admin {
                 }
             }
             // More seats, or auto-assignment back on: serve the line now.
-            let served = self.service.serve_line(&id).await?;
+            let served = self.service.serve_line(&id, actor).await?;
             tracing::info!(tenant = %id, actor = %actor, served, "seat pool changed");
         }
         let record = if new_name.is_some() || new_email.is_some() {
@@ -317,7 +334,7 @@ impl Admin {
 
     async fn rename(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         new_name: Option<String>,
         new_email: Option<String>,
@@ -333,7 +350,26 @@ impl Admin {
             }
             record.version += 1;
             record.last_modified = crate::service::now_rfc3339();
-            match self.store.put_tenant(&record, Some(expected)).await {
+            let mut rec = actor.now_record(
+                &record.id,
+                ResourceType::Tenant,
+                record.id.as_str(),
+                Operation::Updated,
+            );
+            rec.name = Some(record.name.clone());
+            rec.changed = [
+                ("name", new_name.is_some()),
+                ("adminEmail", new_email.is_some()),
+            ]
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
+            match self
+                .store
+                .put_tenant_with(&record, Some(expected), &[rec])
+                .await
+            {
                 Err(StoreError::VersionMismatch) => continue,
                 other => {
                     other?;
@@ -349,7 +385,7 @@ impl Admin {
 
     pub async fn create_credentials(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         origin: Option<&str>,
     ) -> Result<Issued, AdminError> {
@@ -360,10 +396,30 @@ impl Admin {
             )
         })?;
         let id = record.id.clone();
-        let issued = self.credentials.create_and_email(record, origin).await?;
+        let issued = self
+            .credentials
+            .create_and_email(record, origin, actor)
+            .await?;
         tracing::info!(tenant = %id, actor = %actor, generation = issued.generation, "credentials created");
         Ok(issued)
     }
+}
+
+/// The record of a seat pool change.
+fn pool_record(
+    actor: &Origin,
+    id: &TenantId,
+    seats: Option<u64>,
+    auto: Option<bool>,
+) -> AuditRecord {
+    let mut rec = actor.now_record(id, ResourceType::Tenant, id.as_str(), Operation::Updated);
+    if seats.is_some() {
+        rec.changed.push("seats".into());
+    }
+    if auto.is_some() {
+        rec.changed.push("autoAssignLicences".into());
+    }
+    rec
 }
 
 fn not_found(raw: &str) -> AdminError {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Admin, AdminError};
-use crate::auth::AdminActor;
+use crate::audit::{Operation, Origin};
 use crate::rules::{self, Plan, PoolView, RuleError};
 use crate::scim::model::{Licence, StoredResource, TenantId};
 use crate::scim::schema::{Kind, USER_URN};
@@ -96,7 +96,7 @@ impl Admin {
     /// The console's "add user": not labelled SCIM, no licence.
     pub async fn create_user(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         new: NewUser,
     ) -> Result<StoredResource, AdminError> {
@@ -112,6 +112,7 @@ impl Admin {
         let ctx = Ctx {
             tenant: t.clone(),
             base_url: String::new(),
+            origin: actor.clone(),
         };
         let u = self
             .service
@@ -212,10 +213,11 @@ impl Admin {
 
     async fn change<F>(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         id: &str,
         what: &str,
+        operation: Operation,
         decide: F,
     ) -> Result<StoredResource, AdminError>
     where
@@ -224,7 +226,7 @@ impl Admin {
         let t = self.tenant_of(raw).await?;
         let u = self
             .service
-            .change_user(&t, id, decide)
+            .change_user(&t, id, actor, operation, decide)
             .await
             .map_err(|e| change_err(e, id))?;
         tracing::info!(tenant = %t, actor = %actor, user = %id, what, "user changed in the console");
@@ -233,70 +235,98 @@ impl Admin {
 
     pub async fn assign_licence(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         id: &str,
     ) -> Result<StoredResource, AdminError> {
         let now = crate::service::now_sortable();
-        self.change(actor, raw, id, "licence assigned", |u, view| {
-            let plan = rules::assign(id, &u.product, rules::is_active(&u.attrs), &now);
-            // Without a free seat the write's condition fails; once the
-            // pool is known, say so instead of trying again.
-            if let (Some(_), PoolView::Known { pool, .. }) = (&plan, view)
-                && pool.used >= pool.seats
-            {
-                return Err(RuleError::NoSeat);
-            }
-            if plan.is_none() && !rules::is_active(&u.attrs) {
-                return Err(RuleError::Inactive);
-            }
-            Ok(plan)
-        })
+        self.change(
+            actor,
+            raw,
+            id,
+            "licence assigned",
+            Operation::LicenceAssigned,
+            |u, view| {
+                let plan = rules::assign(id, &u.product, rules::is_active(&u.attrs), &now);
+                // Without a free seat the write's condition fails; once the
+                // pool is known, say so instead of trying again.
+                if let (Some(_), PoolView::Known { pool, .. }) = (&plan, view)
+                    && pool.used >= pool.seats
+                {
+                    return Err(RuleError::NoSeat);
+                }
+                if plan.is_none() && !rules::is_active(&u.attrs) {
+                    return Err(RuleError::Inactive);
+                }
+                Ok(plan)
+            },
+        )
         .await
     }
 
     pub async fn remove_licence(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         id: &str,
     ) -> Result<StoredResource, AdminError> {
         let now = crate::service::now_sortable();
-        self.change(actor, raw, id, "licence removed", |u, view| {
-            Ok(rules::unassign(id, &u.product, &now, view))
-        })
+        self.change(
+            actor,
+            raw,
+            id,
+            "licence removed",
+            Operation::LicenceReleased,
+            |u, view| Ok(rules::unassign(id, &u.product, &now, view)),
+        )
         .await
     }
 
     pub async fn grant_admin(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         id: &str,
     ) -> Result<StoredResource, AdminError> {
-        self.change(actor, raw, id, "admin role granted", |u, _| {
-            Ok(
-                rules::grant_admin(&u.product, rules::is_active(&u.attrs))?.map(|product| Plan {
-                    product,
-                    ops: Vec::new(),
-                }),
-            )
-        })
+        self.change(
+            actor,
+            raw,
+            id,
+            "admin role granted",
+            Operation::AdminGranted,
+            |u, _| {
+                Ok(
+                    rules::grant_admin(&u.product, rules::is_active(&u.attrs))?.map(|product| {
+                        Plan {
+                            product,
+                            ops: Vec::new(),
+                        }
+                    }),
+                )
+            },
+        )
         .await
     }
 
     pub async fn revoke_admin(
         &self,
-        actor: &AdminActor,
+        actor: &Origin,
         raw: &str,
         id: &str,
     ) -> Result<StoredResource, AdminError> {
-        self.change(actor, raw, id, "admin role revoked", |u, _| {
-            Ok(rules::revoke_admin(&u.product).map(|product| Plan {
-                product,
-                ops: Vec::new(),
-            }))
-        })
+        self.change(
+            actor,
+            raw,
+            id,
+            "admin role revoked",
+            Operation::AdminRevoked,
+            |u, _| {
+                Ok(rules::revoke_admin(&u.product).map(|product| Plan {
+                    product,
+                    ops: Vec::new(),
+                }))
+            },
+        )
         .await
     }
 }

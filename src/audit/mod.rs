@@ -117,10 +117,16 @@ pub enum Outcome {
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Actor {
     /// An IdP with the tenant's SCIM token of this credential generation.
-    Scim { generation: u64 },
-    Admin { principal: String },
-    /// The service itself (a seat handed over by the line).
+    Scim {
+        generation: u64,
+    },
+    Admin {
+        principal: String,
+    },
+    /// The service itself.
     Service,
+    /// Whoever holds the emailed "Get Secret Token" link.
+    Link,
 }
 
 /// Lifecycle changes in full, `[before, after]`.
@@ -137,6 +143,9 @@ pub struct Transitions {
     pub members_added: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members_removed: Vec<String>,
+    /// Every earlier member was removed first (a PUT or `replace members`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub members_cleared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,7 +191,57 @@ pub struct Origin {
     pub retention_days: i64,
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.actor {
+            Actor::Scim { generation } => write!(f, "scim-token#{generation}"),
+            Actor::Admin { principal } => f.write_str(principal),
+            Actor::Service => f.write_str("service"),
+            Actor::Link => f.write_str("reveal-link"),
+        }
+    }
+}
+
 impl Origin {
+    /// An origin for work nobody asked for in a request (startup).
+    pub fn service(retention_days: i64) -> Origin {
+        Origin {
+            actor: Actor::Service,
+            request_id: None,
+            retention_days,
+        }
+    }
+
+    pub fn admin(
+        actor: &crate::auth::AdminActor,
+        request_id: Option<String>,
+        retention_days: i64,
+    ) -> Origin {
+        Origin {
+            actor: Actor::Admin {
+                principal: actor.to_string(),
+            },
+            request_id,
+            retention_days,
+        }
+    }
+
+    pub fn now_record(
+        &self,
+        tenant: &TenantId,
+        resource_type: ResourceType,
+        resource_id: &str,
+        operation: Operation,
+    ) -> AuditRecord {
+        self.record(
+            tenant,
+            resource_type,
+            resource_id,
+            operation,
+            time::OffsetDateTime::now_utc(),
+        )
+    }
+
     pub fn record(
         &self,
         tenant: &TenantId,
@@ -259,17 +318,15 @@ pub fn describe(
     let active = |r: &StoredResource| r.attrs.get("active") != Some(&Value::Bool(false));
     let op = match before {
         None => Operation::Created,
-        Some(b) if after.kind == Kind::User && active(b) && !active(after) => Operation::Deactivated,
-        Some(b) if after.kind == Kind::User && !active(b) && active(after) => Operation::Reactivated,
+        Some(b) if after.kind == Kind::User && active(b) && !active(after) => {
+            Operation::Deactivated
+        }
+        Some(b) if after.kind == Kind::User && !active(b) && active(after) => {
+            Operation::Reactivated
+        }
         Some(_) => Operation::Updated,
     };
-    let mut r = origin.record(
-        tenant,
-        ResourceType::of(after.kind),
-        &after.id,
-        op,
-        now,
-    );
+    let mut r = origin.record(tenant, ResourceType::of(after.kind), &after.id, op, now);
     r.name = display_name(after);
     r.version = Some(after.version);
     let empty = Map::new();
@@ -277,12 +334,15 @@ pub fn describe(
     if after.kind == Kind::User {
         let was = before.map(active);
         if was != Some(active(after)) {
-            r.transitions.active = was.map(|w| [w, active(after)]).or(Some([false, active(after)]));
+            r.transitions.active = was
+                .map(|w| [w, active(after)])
+                .or(Some([false, active(after)]));
         }
         let prior = before.map(|b| b.product.clone()).unwrap_or_default();
         r.transitions = Transitions {
             licence: licence_change(&prior, &after.product),
-            admin: (prior.admin != after.product.admin).then_some([prior.admin, after.product.admin]),
+            admin: (prior.admin != after.product.admin)
+                .then_some([prior.admin, after.product.admin]),
             ..r.transitions
         };
     }
@@ -291,6 +351,74 @@ pub fn describe(
 
 fn licence_change(before: &Product, after: &Product) -> Option<[Licence; 2]> {
     (before.licence != after.licence).then_some([before.licence, after.licence])
+}
+
+impl AuditRecord {
+    /// Where the record sits in its tenant's trail (and the feed).
+    pub fn position(&self) -> String {
+        format!("{}#{}", self.time, self.id)
+    }
+
+    /// The record of one part of a membership change written in several
+    /// transactions: the same change, its own id, only that part's members.
+    pub fn for_part(&self, index: usize, added: Vec<String>, removed: Vec<String>) -> AuditRecord {
+        let mut r = self.clone();
+        if index > 0 {
+            r.id = uuid::Uuid::now_v7().to_string();
+            r.operation = Operation::MembersChanged;
+            r.changed = vec!["members".into()];
+            r.version = None;
+        }
+        r.transitions.members_added = added;
+        r.transitions.members_removed = removed;
+        r
+    }
+}
+
+/// A refused SCIM write: status and `scimType`, no change.
+pub fn refused(
+    origin: &Origin,
+    tenant: &TenantId,
+    kind: Kind,
+    resource_id: &str,
+    name: Option<String>,
+    status: u16,
+    scim_type: Option<String>,
+) -> AuditRecord {
+    let mut r = origin.now_record(
+        tenant,
+        ResourceType::of(kind),
+        resource_id,
+        Operation::Refused,
+    );
+    r.outcome = Outcome::Refused;
+    r.status = Some(status);
+    r.scim_type = scim_type;
+    r.name = name;
+    r
+}
+
+/// A seat handed to a waiting user by someone else's change.
+pub fn handed_over(origin: &Origin, tenant: &TenantId, user: &str) -> AuditRecord {
+    let mut r = origin.now_record(tenant, ResourceType::User, user, Operation::LicenceAssigned);
+    r.transitions.licence = Some([Licence::Waiting, Licence::Assigned]);
+    r
+}
+
+/// The records a write's pool changes imply for other users (hand-overs).
+pub fn pool_records(
+    origin: &Origin,
+    tenant: &TenantId,
+    ops: &[crate::scim::model::PoolOp],
+) -> Vec<AuditRecord> {
+    ops.iter()
+        .filter_map(|op| match op {
+            crate::scim::model::PoolOp::HandOver { who, .. } => {
+                Some(handed_over(origin, tenant, &who.user))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `userName` of a user, `displayName` of a group.

@@ -31,6 +31,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use crate::audit::{Operation, Origin, ResourceType};
 use crate::mail::{MailError, Mailer};
 use crate::scim::model::TenantId;
 use crate::store::{CredentialRecord, RevealRecord, Store, StoreError, TenantRecord};
@@ -238,7 +239,12 @@ impl Credentials {
 
     /// Makes `token` the tenant's current credential without an email
     /// (the local demo tenant, preset tokens for scripts and tests).
-    pub async fn preset(&self, tenant: &TenantId, token: &str) -> Result<u64, CredentialError> {
+    pub async fn preset(
+        &self,
+        tenant: &TenantId,
+        token: &str,
+        origin: &Origin,
+    ) -> Result<u64, CredentialError> {
         for _ in 0..COMMIT_ATTEMPTS {
             let record = self
                 .store
@@ -258,7 +264,7 @@ impl Credentials {
                 revealed_at: None,
                 reveal_expires_at: None,
             };
-            match self.commit(record, cred, &now).await {
+            match self.commit(record, cred, &now, origin).await {
                 Err(StoreError::VersionMismatch) => continue,
                 other => {
                     other?;
@@ -269,17 +275,29 @@ impl Credentials {
         Err(CredentialError::Concurrent(tenant.clone()))
     }
 
+    /// Makes `cred` current (conditional on the version read), with the
+    /// record of it in the same write.
     async fn commit(
         &self,
         mut record: TenantRecord,
         cred: CredentialRecord,
         now: &str,
+        origin: &Origin,
     ) -> Result<(), StoreError> {
         let expected = record.version;
         record.version += 1;
         record.last_modified = now.to_owned();
+        let mut rec = origin.now_record(
+            &record.id,
+            ResourceType::Credentials,
+            record.id.as_str(),
+            Operation::CredentialsCreated,
+        );
+        rec.version = Some(cred.generation);
         record.credential = Some(cred);
-        self.store.put_tenant(&record, Some(expected)).await
+        self.store
+            .put_tenant_with(&record, Some(expected), &[rec])
+            .await
     }
 
     /// "Create New Credentials": generate a token and a link, store the
@@ -291,6 +309,7 @@ impl Credentials {
         &self,
         record: TenantRecord,
         link_origin: &str,
+        origin: &Origin,
     ) -> Result<Issued, CredentialError> {
         let tenant = &record.id.clone();
         let generation = record.credential.as_ref().map_or(0, |c| c.generation) + 1;
@@ -345,7 +364,7 @@ impl Credentials {
             revealed_at: None,
             reveal_expires_at: Some(rfc3339(expires)),
         };
-        match self.commit(record.clone(), cred, &now_s).await {
+        match self.commit(record.clone(), cred, &now_s, origin).await {
             Ok(()) => {}
             Err(StoreError::VersionMismatch) => {
                 return undo(CredentialError::Concurrent(tenant.clone())).await;
@@ -390,7 +409,7 @@ impl Credentials {
 
     /// Reveals a link's token once: an atomic take of the record, then the
     /// token unsealed with the key only the link derives.
-    pub async fn reveal(&self, raw: &str) -> Result<Option<Revealed>, StoreError> {
+    pub async fn reveal(&self, raw: &str, origin: &Origin) -> Result<Option<Revealed>, StoreError> {
         let Some(link) = LinkRef::parse(raw) else {
             return Ok(None);
         };
@@ -411,6 +430,18 @@ impl Credentials {
         };
         self.mark_revealed(&r.tenant, r.generation, &rfc3339(now))
             .await;
+        // Recorded after the reveal (a failure to record must not lose the
+        // token, which is already taken).
+        let mut rec = origin.now_record(
+            &r.tenant,
+            ResourceType::Credentials,
+            r.tenant.as_str(),
+            Operation::CredentialsRevealed,
+        );
+        rec.version = Some(r.generation);
+        if let Err(e) = self.store.put_audit(&r.tenant, &[rec]).await {
+            tracing::warn!(error = %e, "recording a reveal failed");
+        }
         Ok(Some(Revealed {
             tenant: r.tenant,
             tenant_url: r.tenant_url,

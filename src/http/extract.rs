@@ -109,9 +109,17 @@ impl FromRequestParts<AppState> for Authed {
                     retry_after_secs: 1,
                 }
             })?;
-        if ok.is_none() {
+        let Some(generation) = ok else {
             return Err(unauthorized().into());
-        }
+        };
+        let origin = crate::audit::Origin {
+            actor: crate::audit::Actor::Scim { generation },
+            request_id: parts
+                .extensions
+                .get::<super::observe::RequestId>()
+                .map(|r| r.0.clone()),
+            retention_days: state.service.retention_days(),
+        };
         let header_str = |name: header::HeaderName| {
             parts
                 .headers
@@ -123,6 +131,7 @@ impl FromRequestParts<AppState> for Authed {
             ctx: Ctx {
                 tenant: tenant.id,
                 base_url: tenant.base_url,
+                origin,
             },
             conditions: Conditions {
                 if_match: header_str(header::IF_MATCH),

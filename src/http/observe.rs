@@ -102,6 +102,10 @@ pub fn in_lambda(lookup: impl Fn(&str) -> Option<String>) -> bool {
         .any(|k| lookup(k).is_some_and(|v| !v.is_empty()))
 }
 
+/// The id a request is logged under, for handlers (audit records).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// What one request did, as logged and measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord<'a> {
@@ -121,6 +125,9 @@ pub struct RequestRecord<'a> {
 pub async fn observe(State(config): State<Observe>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let ids = request_ids(&req);
+    // Handlers record it in the audit trail.
+    let mut req = req;
+    req.extensions_mut().insert(RequestId(ids.0.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = next.run(req).await;

@@ -241,7 +241,12 @@ pub async fn reveal(
     ClientIp(ip): ClientIp,
     Path(reference): Path<String>,
 ) -> Response {
-    let lookup = s.credentials.reveal(&reference);
+    let origin = crate::audit::Origin {
+        actor: crate::audit::Actor::Link,
+        request_id: None,
+        retention_days: s.service.retention_days(),
+    };
+    let lookup = s.credentials.reveal(&reference, &origin);
     guarded(&s, ip, "consuming a reveal link", lookup, |r| {
         tracing::info!(tenant = %r.tenant, generation = r.generation, "secret token revealed");
         page(StatusCode::OK, "revealed", &r.tenant_url, &r.token)

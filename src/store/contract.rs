@@ -150,6 +150,7 @@ pub(crate) fn update(stored: &StoredResource, new: StoredResource, members: Memb
     resource.version = stored.version + 1;
     Update {
         pool: Vec::new(),
+        audit: Vec::new(),
         old_keys: vec![name_key(stored)],
         new_keys: vec![name_key(&resource)],
         resource,

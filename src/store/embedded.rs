@@ -21,6 +21,7 @@
 //! | `reveals`   | (tenant, ref hash)           | [`RevealRecord`] as JSON               |
 //! | `pools`     | tenant                       | [`SeatPool`] as JSON                   |
 //! | `queue`     | (tenant, since, user)        | () — the waiting line, in order        |
+//! | `audit`     | (tenant, time, record id)    | [`AuditRecord`] as JSON                |
 //!
 //! Every write is one redb write transaction committed with
 //! [`Durability::Immediate`], i.e. fsynced before the caller hears "ok".
@@ -40,8 +41,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    Licence, MemberDelta, MemberRef, PoolOp, RevealRecord, SeatPool, Store, StoreError,
-    StoredResource, TenantId, TenantRecord, UniqueKey, Update, Waiting,
+    AuditRecord, Licence, MemberDelta, MemberRef, PoolOp, RevealRecord, SeatPool, Store,
+    StoreError, StoredResource, TenantId, TenantRecord, UniqueKey, Update, Waiting,
 };
 use crate::scim::schema::Kind;
 
@@ -59,6 +60,7 @@ const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
 const REVEALS: TableDefinition<K2, &str> = TableDefinition::new("reveals");
 const POOLS: TableDefinition<&str, &str> = TableDefinition::new("pools");
 const QUEUE: TableDefinition<K3, ()> = TableDefinition::new("queue");
+const AUDIT: TableDefinition<K3, &str> = TableDefinition::new("audit");
 
 /// The value of the `resources` table.
 #[derive(Serialize, Deserialize)]
@@ -150,9 +152,21 @@ struct Tables<'t> {
     reveals: Table<'t, K2, &'static str>,
     pools: Table<'t, &'static str, &'static str>,
     queue: Table<'t, K3, ()>,
+    audit: Table<'t, K3, &'static str>,
 }
 
 impl Tables<'_> {
+    /// Audit records, in the same transaction as the change they describe.
+    fn record(&mut self, tenant: &str, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for r in records {
+            let json = serde_json::to_string(r).map_err(corrupt)?;
+            self.audit
+                .insert((tenant, r.time.as_str(), r.id.as_str()), json.as_str())
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
     fn pool(&self, tenant: &str) -> Result<Option<SeatPool>, StoreError> {
         match self.pools.get(tenant).map_err(backend)? {
             Some(json) => serde_json::from_str(json.value())
@@ -260,6 +274,7 @@ impl<'t> Tables<'t> {
             reveals: txn.open_table(REVEALS).map_err(backend)?,
             pools: txn.open_table(POOLS).map_err(backend)?,
             queue: txn.open_table(QUEUE).map_err(backend)?,
+            audit: txn.open_table(AUDIT).map_err(backend)?,
         })
     }
 
@@ -581,9 +596,11 @@ impl Store for EmbeddedStore {
         keys: &[UniqueKey],
         members: &[MemberRef],
         pool: &[PoolOp],
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let tenant = tenant.clone();
         let pool = pool.to_vec();
+        let audit = audit.to_vec();
         let mut resource = resource.clone();
         let keys = keys.to_vec();
         let members: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
@@ -622,7 +639,8 @@ impl Store for EmbeddedStore {
                     keys: key_pairs(&keys),
                 },
             )?;
-            w.apply_pool(t, &pool)
+            w.apply_pool(t, &pool)?;
+            w.record(t, &audit)
         })
         .await
     }
@@ -638,6 +656,7 @@ impl Store for EmbeddedStore {
                 new_keys,
                 members,
                 pool,
+                audit,
             } = update;
             let (kind, id) = (resource.kind, resource.id.clone());
             let stored = w.load(t, kind, &id)?.ok_or(StoreError::VersionMismatch)?;
@@ -669,18 +688,20 @@ impl Store for EmbeddedStore {
                     keys: key_pairs(&new_keys),
                 },
             )?;
-            w.apply_pool(t, &pool)
+            w.apply_pool(t, &pool)?;
+            w.record(t, &audit)
         })
         .await
     }
 
-    async fn update_members(
+    async fn update_members_with(
         &self,
         tenant: &TenantId,
         group_id: &str,
         delta: &MemberDelta,
         expected_version: Option<u64>,
         now: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<StoredResource, StoreError> {
         let (tenant, id, delta, now) = (
             tenant.clone(),
@@ -688,6 +709,7 @@ impl Store for EmbeddedStore {
             delta.clone(),
             now.to_owned(),
         );
+        let audit: Vec<AuditRecord> = audit.into_iter().cloned().collect();
         self.write(move |w| {
             let t = tenant.as_str();
             let mut row = w.load(t, Kind::Group, &id)?.ok_or(StoreError::NotFound)?;
@@ -698,6 +720,15 @@ impl Store for EmbeddedStore {
             row.resource.version += 1;
             row.resource.last_modified = now;
             w.save(t, &row)?;
+            // One transaction here: the record names the group's new version.
+            let audit: Vec<AuditRecord> = audit
+                .into_iter()
+                .map(|mut r| {
+                    r.version = Some(row.resource.version);
+                    r
+                })
+                .collect();
+            w.record(t, &audit)?;
             Ok(row.resource)
         })
         .await
@@ -710,8 +741,10 @@ impl Store for EmbeddedStore {
         id: &str,
         expected_version: Option<u64>,
         pool: &[PoolOp],
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let (tenant, id, pool) = (tenant.clone(), id.to_owned(), pool.to_vec());
+        let audit = audit.to_vec();
         self.write(move |w| {
             let t = tenant.as_str();
             let row = w.load(t, kind, &id)?.ok_or(StoreError::NotFound)?;
@@ -748,7 +781,8 @@ impl Store for EmbeddedStore {
                     w.unlink(t, &id, &member)?;
                 }
             }
-            w.apply_pool(t, &pool)
+            w.apply_pool(t, &pool)?;
+            w.record(t, &audit)
         })
         .await
     }
@@ -935,12 +969,14 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_tenant(
+    async fn put_tenant_with(
         &self,
         record: &TenantRecord,
         expected_version: Option<u64>,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let record = record.clone();
+        let audit = audit.to_vec();
         self.write(move |w| {
             let stored = match w.tenants.get(record.id.as_str()).map_err(backend)? {
                 Some(json) => Some(
@@ -964,7 +1000,7 @@ impl Store for EmbeddedStore {
             w.tenants
                 .insert(record.id.as_str(), json.as_str())
                 .map_err(backend)?;
-            Ok(())
+            w.record(record.id.as_str(), &audit)
         })
         .await
     }
@@ -1104,8 +1140,10 @@ impl Store for EmbeddedStore {
         tenant: &TenantId,
         seats: Option<u64>,
         auto: Option<bool>,
+        audit: &[AuditRecord],
     ) -> Result<SeatPool, StoreError> {
         let tenant = tenant.clone();
+        let audit = audit.to_vec();
         self.write(move |w| {
             let mut p = w.pool(tenant.as_str())?.ok_or(StoreError::NotFound)?;
             if let Some(n) = seats {
@@ -1118,6 +1156,7 @@ impl Store for EmbeddedStore {
                 p.auto = a;
             }
             w.save_pool(tenant.as_str(), &p)?;
+            w.record(tenant.as_str(), &audit)?;
             Ok(p)
         })
         .await
@@ -1145,10 +1184,97 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn apply_pool(&self, tenant: &TenantId, ops: &[PoolOp]) -> Result<(), StoreError> {
-        let (tenant, ops) = (tenant.clone(), ops.to_vec());
-        self.write(move |w| w.apply_pool(tenant.as_str(), &ops))
+    async fn apply_pool(
+        &self,
+        tenant: &TenantId,
+        ops: &[PoolOp],
+        audit: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let (tenant, ops, audit) = (tenant.clone(), ops.to_vec(), audit.to_vec());
+        self.write(move |w| {
+            w.apply_pool(tenant.as_str(), &ops)?;
+            w.record(tenant.as_str(), &audit)
+        })
+        .await
+    }
+
+    async fn put_audit(
+        &self,
+        tenant: &TenantId,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let (tenant, records) = (tenant.clone(), records.to_vec());
+        self.write(move |w| w.record(tenant.as_str(), &records))
             .await
+    }
+
+    async fn audit_range(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        until: Option<&str>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let tenant = tenant.clone();
+        let (after, until) = (after.map(str::to_owned), until.map(str::to_owned));
+        self.read(move |txn| {
+            let audit = txn.open_table(AUDIT).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out: Vec<AuditRecord> = Vec::new();
+            // Times start with a digit: ("A") bounds this tenant's records.
+            let range = audit.range((t, "", "")..(t, "A", "")).map_err(backend)?;
+            let entries: Box<dyn Iterator<Item = _>> = if forward {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
+            };
+            for entry in entries {
+                let (key, json) = entry.map_err(backend)?;
+                let (kt, time, id) = key.value();
+                if kt != t {
+                    if forward {
+                        break;
+                    }
+                    continue;
+                }
+                // Positions are `{time}#{id}`.
+                let pos = format!("{time}#{id}");
+                let below = until.as_deref().is_none_or(|u| pos.as_str() <= u);
+                let above = after.as_deref().is_none_or(|a| pos.as_str() > a);
+                if below && above {
+                    out.push(serde_json::from_str(json.value()).map_err(corrupt)?);
+                    if out.len() >= limit {
+                        break;
+                    }
+                } else if (forward && !below) || (!forward && !above) {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn sweep_audit(&self, now_unix: i64) -> Result<u64, StoreError> {
+        self.write(move |w| {
+            let mut expired = Vec::new();
+            for entry in w.audit.iter().map_err(backend)? {
+                let (key, json) = entry.map_err(backend)?;
+                let r: AuditRecord = serde_json::from_str(json.value()).map_err(corrupt)?;
+                if r.expires_at <= now_unix {
+                    let (t, time, id) = key.value();
+                    expired.push((t.to_owned(), time.to_owned(), id.to_owned()));
+                }
+            }
+            for (t, time, id) in &expired {
+                w.audit
+                    .remove((t.as_str(), time.as_str(), id.as_str()))
+                    .map_err(backend)?;
+            }
+            Ok(expired.len() as u64)
+        })
+        .await
     }
 
     async fn delete_reveal(&self, tenant: &TenantId, ref_hash: &str) -> Result<(), StoreError> {

@@ -21,6 +21,7 @@ use thiserror::Error;
 
 use crate::scim::schema::Kind;
 
+pub use crate::audit::AuditRecord;
 pub use crate::scim::model::{
     Licence, MemberDelta, MemberRef, PoolOp, Product, SeatPool, StoredResource, TenantId,
     UniqueKey, Waiting,
@@ -39,6 +40,8 @@ pub struct Update {
     pub members: MemberDelta,
     /// Seat pool changes committed with it (users only).
     pub pool: Vec<PoolOp>,
+    /// The change's audit records, committed with it.
+    pub audit: Vec<AuditRecord>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -149,10 +152,12 @@ pub trait Store: Send + Sync + 'static {
         keys: &[UniqueKey],
         members: &[MemberRef],
     ) -> Result<(), StoreError> {
-        self.create_with(tenant, resource, keys, members, &[]).await
+        self.create_with(tenant, resource, keys, members, &[], &[])
+            .await
     }
 
-    /// `create` with seat pool changes in the same atomic write.
+    /// `create` with seat pool changes and audit records in the same
+    /// atomic write.
     async fn create_with(
         &self,
         tenant: &TenantId,
@@ -160,6 +165,7 @@ pub trait Store: Send + Sync + 'static {
         keys: &[UniqueKey],
         members: &[MemberRef],
         pool: &[PoolOp],
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError>;
 
     /// Conditional write; `VersionMismatch` if the stored version is not
@@ -178,6 +184,21 @@ pub trait Store: Send + Sync + 'static {
         delta: &MemberDelta,
         expected_version: Option<u64>,
         now: &str,
+    ) -> Result<StoredResource, StoreError> {
+        self.update_members_with(tenant, group_id, delta, expected_version, now, None)
+            .await
+    }
+
+    /// `update_members` with its audit record: when the change is written in
+    /// several transactions, each carries a record of its own part.
+    async fn update_members_with(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+        delta: &MemberDelta,
+        expected_version: Option<u64>,
+        now: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<StoredResource, StoreError>;
 
     /// Deletes a resource, its keys and its memberships in both directions
@@ -190,7 +211,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
-        self.delete_with(tenant, kind, id, expected_version, &[])
+        self.delete_with(tenant, kind, id, expected_version, &[], &[])
             .await
     }
 
@@ -203,6 +224,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         expected_version: Option<u64>,
         pool: &[PoolOp],
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError>;
 
     /// The tenant's seat pool, if it was set up.
@@ -218,13 +240,41 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         seats: Option<u64>,
         auto: Option<bool>,
+        audit: &[AuditRecord],
     ) -> Result<SeatPool, StoreError>;
 
     /// The first `limit` places of the waiting line, in order.
     async fn waiting(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Waiting>, StoreError>;
 
     /// Pool changes on their own (serving the line from spare seats).
-    async fn apply_pool(&self, tenant: &TenantId, ops: &[PoolOp]) -> Result<(), StoreError>;
+    async fn apply_pool(
+        &self,
+        tenant: &TenantId,
+        ops: &[PoolOp],
+        audit: &[AuditRecord],
+    ) -> Result<(), StoreError>;
+
+    /// Audit records that go with no write (refused requests, reveals).
+    async fn put_audit(&self, tenant: &TenantId, records: &[AuditRecord])
+    -> Result<(), StoreError>;
+
+    /// A tenant's audit records by position (`{time}#{id}`), after `after`
+    /// and up to `until` (inclusive), ascending or descending.
+    async fn audit_range(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        until: Option<&str>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Removes records whose retention ended; stores with their own expiry
+    /// (DynamoDB TTL) do nothing. Returns how many went.
+    async fn sweep_audit(&self, now_unix: i64) -> Result<u64, StoreError> {
+        let _ = now_unix;
+        Ok(0)
+    }
 
     /// Number of resources of a kind.
     async fn count(&self, tenant: &TenantId, kind: Kind) -> Result<u64, StoreError>;
@@ -302,6 +352,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         record: &TenantRecord,
         expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.put_tenant_with(record, expected_version, &[]).await
+    }
+
+    /// `put_tenant` with audit records in the same atomic write.
+    async fn put_tenant_with(
+        &self,
+        record: &TenantRecord,
+        expected_version: Option<u64>,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError>;
 
     /// Tenants in ascending id order, after `after`.

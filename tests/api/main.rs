@@ -5,6 +5,7 @@
 mod harness;
 
 mod admin;
+mod audit;
 mod browser;
 mod concurrency;
 mod costs;

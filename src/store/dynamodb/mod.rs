@@ -26,6 +26,7 @@
 //! item cancel each other): the memberships are written first, then the
 //! group's version and count with one plain `UpdateItem`.
 
+mod audit;
 mod call;
 mod keys;
 mod pool;
@@ -53,13 +54,14 @@ use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use self::audit::push_audit;
 use self::call::{CallCounter, CallError, transient_cancel, transient_code, with_retries};
 use self::keys::*;
 use self::pool::{pool_actions, push_pool_ops};
 use self::tx::{Drops, Expr, MAX_ACTIONS, Tag, Tx, interpret, merge};
 use super::{
-    MemberDelta, MemberRef, PoolOp, RevealRecord, SeatPool, Store, StoreError, StoredResource,
-    TenantId, TenantRecord, UniqueKey, Update, Waiting,
+    AuditRecord, MemberDelta, MemberRef, PoolOp, RevealRecord, SeatPool, Store, StoreError,
+    StoredResource, TenantId, TenantRecord, UniqueKey, Update, Waiting,
 };
 use crate::scim::schema::Kind;
 
@@ -271,6 +273,23 @@ fn chunk<'o>(
         .filter(|i| !drops.ops.contains(i))
         .filter_map(|i| ops.get(i).map(|op| (i, op)))
         .collect()
+}
+
+/// The audit record of one transaction's part of a membership change.
+fn part_record(
+    audit: Option<&AuditRecord>,
+    index: usize,
+    part: &[(usize, &MemberOp)],
+) -> Option<AuditRecord> {
+    let r = audit?;
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    for (_, op) in part {
+        match op {
+            MemberOp::Add(m) => added.push(m.id.clone()),
+            MemberOp::Remove(id) => removed.push(id.clone()),
+        }
+    }
+    Some(r.for_part(index, added, removed))
 }
 
 /// Net change of a group's member count if `chunk` commits.
@@ -620,9 +639,10 @@ impl DynamoStore {
         group: &str,
         ops: &[MemberOp],
         ranges: &[Range<usize>],
+        audit: Option<&AuditRecord>,
     ) -> Result<(), StoreError> {
         let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
-        for range in ranges {
+        for (i, range) in ranges.iter().enumerate() {
             let result = self
                 .transact("TransactWriteItems (members)", false, |drops| {
                     let mut tx = Tx::new(Arc::clone(&self.table));
@@ -640,6 +660,10 @@ impl DynamoStore {
                             if_absent: StoreError::NotFound,
                         },
                     )?;
+                    // Each transaction carries the record of its own part.
+                    if let Some(r) = part_record(audit, i + 1, &part) {
+                        push_audit(&mut tx, &[r])?;
+                    }
                     push_member_ops(&mut tx, t, group, &part)?;
                     Ok(tx)
                 })
@@ -665,8 +689,15 @@ impl DynamoStore {
         ops: &[MemberOp],
         expected: u64,
         now: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<StoredResource, StoreError> {
-        let ranges = split(ops, group, MAX_ACTIONS - 1, MAX_ACTIONS - 1);
+        let room = MAX_ACTIONS - 1 - usize::from(audit.is_some());
+        let ranges = split(ops, group, room, room);
+        // This transaction bumps the group: its record names the version.
+        let pinned_record = audit.map(|r| AuditRecord {
+            version: Some(expected + 1),
+            ..r.clone()
+        });
         let (first, rest) = ranges
             .split_first()
             .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
@@ -691,11 +722,14 @@ impl DynamoStore {
                     if_absent: StoreError::NotFound,
                 },
             )?;
+            if let Some(r) = part_record(pinned_record.as_ref(), 0, &part) {
+                push_audit(&mut tx, &[r])?;
+            }
             push_member_ops(&mut tx, t, group, &part)?;
             Ok(tx)
         })
         .await?;
-        self.write_chunks(t, group, ops, rest).await?;
+        self.write_chunks(t, group, ops, rest, audit).await?;
         // Possibly with a later concurrent change included.
         self.get(t, Kind::Group, group)
             .await?
@@ -726,8 +760,10 @@ impl DynamoStore {
         group: &str,
         ops: &[MemberOp],
         now: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<StoredResource, StoreError> {
-        let ranges = split(ops, group, MAX_ACTIONS, MAX_ACTIONS);
+        let room = MAX_ACTIONS - usize::from(audit.is_some());
+        let ranges = split(ops, group, room, room);
         let mut written: Vec<usize> = Vec::new();
         let mut d = 0i64;
         let mut failure = None;
@@ -735,7 +771,13 @@ impl DynamoStore {
             let result = self
                 .transact("TransactWriteItems (members)", round == 0, |drops| {
                     let mut tx = Tx::new(Arc::clone(&self.table));
-                    push_member_ops(&mut tx, t, group, &chunk(ops, range, drops))?;
+                    let part = chunk(ops, range, drops);
+                    // The group's version is bumped after, outside the
+                    // transaction: the record orders by time instead.
+                    if let Some(r) = part_record(audit, round, &part) {
+                        push_audit(&mut tx, &[r])?;
+                    }
+                    push_member_ops(&mut tx, t, group, &part)?;
                     Ok(tx)
                 })
                 .await;
@@ -1133,6 +1175,7 @@ impl Store for DynamoStore {
         keys: &[UniqueKey],
         members: &[MemberRef],
         pool: &[PoolOp],
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let (kind, id) = (resource.kind, resource.id.as_str());
         if kind != Kind::Group && !members.is_empty() {
@@ -1150,7 +1193,7 @@ impl Store for DynamoStore {
         };
         // A new group has no members: no read is needed to plan adds.
         let ops = self.plan(tenant, id, &delta).await?;
-        let fixed = 3 + keys.len() + pool_actions(pool);
+        let fixed = 3 + keys.len() + pool_actions(pool) + audit.len();
         let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
         let (first, rest) = ranges
             .split_first()
@@ -1205,11 +1248,13 @@ impl Store for DynamoStore {
                 Tag::Plain,
             )?;
             push_pool_ops(&mut tx, tenant, pool)?;
+            push_audit(&mut tx, audit)?;
             push_member_ops(&mut tx, tenant, id, &part)?;
             Ok(tx)
         })
         .await?;
-        self.write_chunks(tenant, id, &ops, rest).await
+        self.write_chunks(tenant, id, &ops, rest, audit.first())
+            .await
     }
 
     async fn update(&self, tenant: &TenantId, update: &Update) -> Result<(), StoreError> {
@@ -1232,7 +1277,8 @@ impl Store for DynamoStore {
         // guarantees the stored state is the one `old_keys` describes.
         let claims: Vec<&UniqueKey> = new.iter().filter(|k| !old.contains(k)).collect();
         let releases: Vec<&UniqueKey> = old.iter().filter(|k| !new.contains(k)).collect();
-        let fixed = 1 + claims.len() + releases.len() + pool_actions(&update.pool);
+        let fixed =
+            1 + claims.len() + releases.len() + pool_actions(&update.pool) + update.audit.len();
         let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
         let (first, rest) = ranges
             .split_first()
@@ -1313,20 +1359,23 @@ impl Store for DynamoStore {
                 )?;
             }
             push_pool_ops(&mut tx, tenant, &update.pool)?;
+            push_audit(&mut tx, &update.audit)?;
             push_member_ops(&mut tx, tenant, id, &part)?;
             Ok(tx)
         })
         .await?;
-        self.write_chunks(tenant, id, &ops, rest).await
+        self.write_chunks(tenant, id, &ops, rest, update.audit.first())
+            .await
     }
 
-    async fn update_members(
+    async fn update_members_with(
         &self,
         tenant: &TenantId,
         group_id: &str,
         delta: &MemberDelta,
         expected_version: Option<u64>,
         now: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<StoredResource, StoreError> {
         if !id_ok(group_id) {
             return Err(StoreError::NotFound);
@@ -1334,10 +1383,13 @@ impl Store for DynamoStore {
         let ops = self.plan(tenant, group_id, delta).await?;
         match expected_version {
             Some(v) => {
-                self.update_members_pinned(tenant, group_id, &ops, v, now)
+                self.update_members_pinned(tenant, group_id, &ops, v, now, audit)
                     .await
             }
-            None => self.update_members_free(tenant, group_id, &ops, now).await,
+            None => {
+                self.update_members_free(tenant, group_id, &ops, now, audit)
+                    .await
+            }
         }
     }
 
@@ -1348,6 +1400,7 @@ impl Store for DynamoStore {
         id: &str,
         expected_version: Option<u64>,
         pool: &[PoolOp],
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         if !id_ok(id) {
             return Err(StoreError::NotFound);
@@ -1401,7 +1454,7 @@ impl Store for DynamoStore {
             }
             let keys = decode_keys(&item)?;
             let groups = leave_groups(&member_of, kind)?;
-            let mut room = MAX_ACTIONS - 2 - keys.len() - pool_actions(pool);
+            let mut room = MAX_ACTIONS - 2 - keys.len() - pool_actions(pool) - audit.len();
             let mut leaves = Vec::new();
             for (i, g) in groups.iter().enumerate() {
                 let cost = leave_actions(g, id);
@@ -1457,6 +1510,7 @@ impl Store for DynamoStore {
                         Tag::Plain,
                     )?;
                     push_pool_ops(&mut tx, tenant, pool)?;
+                    push_audit(&mut tx, audit)?;
                     push_leaves(&mut tx, tenant, id, &leaves, drops, &now)?;
                     for m in &own {
                         tx.delete(
@@ -1665,24 +1719,50 @@ impl Store for DynamoStore {
         tenant: &TenantId,
         seats: Option<u64>,
         auto: Option<bool>,
+        audit: &[AuditRecord],
     ) -> Result<SeatPool, StoreError> {
-        self.change_pool(tenant, seats, auto).await
+        self.change_pool(tenant, seats, auto, audit).await
     }
 
     async fn waiting(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Waiting>, StoreError> {
         self.line(tenant, limit).await
     }
 
-    async fn apply_pool(&self, tenant: &TenantId, ops: &[PoolOp]) -> Result<(), StoreError> {
-        self.pool_only(tenant, ops).await
+    async fn apply_pool(
+        &self,
+        tenant: &TenantId,
+        ops: &[PoolOp],
+        audit: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        self.pool_only(tenant, ops, audit).await
     }
 
-    async fn put_tenant(
+    async fn put_audit(
+        &self,
+        _tenant: &TenantId,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        self.store_audit(records).await
+    }
+
+    async fn audit_range(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        until: Option<&str>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read_audit(tenant, after, until, forward, limit).await
+    }
+
+    async fn put_tenant_with(
         &self,
         record: &TenantRecord,
         expected_version: Option<u64>,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
-        self.write_tenant(record, expected_version).await
+        self.write_tenant(record, expected_version, audit).await
     }
 
     async fn list_tenants(

@@ -23,7 +23,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::call::{CallError, transient_code, with_retries};
 use super::keys::*;
 use super::tx::{Expr, Tag, Tx};
-use super::{DynamoStore, Kind, PoolOp, SeatPool, SkRange, StoreError, TenantId, Waiting};
+use super::{
+    AuditRecord, DynamoStore, Kind, PoolOp, SeatPool, SkRange, StoreError, TenantId, Waiting,
+};
 
 const POOL_SK: &str = "POOL";
 const SEATS: &str = "seats";
@@ -221,7 +223,11 @@ impl DynamoStore {
         t: &TenantId,
         seats: Option<u64>,
         auto: Option<bool>,
+        audit: &[AuditRecord],
     ) -> Result<SeatPool, StoreError> {
+        if !audit.is_empty() {
+            return self.change_pool_recorded(t, seats, auto, audit).await;
+        }
         let mut sets = Vec::new();
         let mut names = HashMap::from([("#seats".to_owned(), SEATS.to_owned())]);
         let mut values = HashMap::new();
@@ -267,6 +273,51 @@ impl DynamoStore {
         }
     }
 
+    /// `change_pool` with its audit records: one transaction (which
+    /// returns nothing, so the pool is read back).
+    async fn change_pool_recorded(
+        &self,
+        t: &TenantId,
+        seats: Option<u64>,
+        auto: Option<bool>,
+        audit: &[AuditRecord],
+    ) -> Result<SeatPool, StoreError> {
+        let mut sets = Vec::new();
+        let mut cond = "attribute_exists(#seats)".to_owned();
+        let mut expr = Expr::new().name("#seats", SEATS);
+        if let Some(n_seats) = seats {
+            sets.push("#seats = :seats");
+            cond.push_str(" AND #used <= :seats");
+            expr = expr.name("#used", USED).value(":seats", n(n_seats));
+        }
+        if let Some(a) = auto {
+            sets.push("#auto = :auto");
+            expr = expr
+                .name("#auto", AUTO)
+                .value(":auto", AttributeValue::Bool(a));
+        }
+        if sets.is_empty() {
+            return self.read_pool(t).await?.ok_or(StoreError::NotFound);
+        }
+        let update = format!("SET {}", sets.join(", "));
+        let result = self
+            .transact("TransactWriteItems (pool)", true, |_| {
+                let mut tx = Tx::new(Arc::clone(&self.table));
+                tx.update(pool_key(t), &update, Some(&cond), expr.clone(), Tag::Pool)?;
+                super::audit::push_audit(&mut tx, audit)?;
+                Ok(tx)
+            })
+            .await;
+        match result {
+            Ok(_) => self.read_pool(t).await?.ok_or(StoreError::NotFound),
+            Err(StoreError::PoolChanged) => match self.read_pool(t).await? {
+                None => Err(StoreError::NotFound),
+                Some(_) => Err(StoreError::PoolChanged),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     pub(super) async fn line(
         &self,
         t: &TenantId,
@@ -296,10 +347,16 @@ impl DynamoStore {
             .collect()
     }
 
-    pub(super) async fn pool_only(&self, t: &TenantId, ops: &[PoolOp]) -> Result<(), StoreError> {
+    pub(super) async fn pool_only(
+        &self,
+        t: &TenantId,
+        ops: &[PoolOp],
+        audit: &[AuditRecord],
+    ) -> Result<(), StoreError> {
         self.transact("TransactWriteItems (pool)", true, |_| {
             let mut tx = Tx::new(Arc::clone(&self.table));
             push_pool_ops(&mut tx, t, ops)?;
+            super::audit::push_audit(&mut tx, audit)?;
             Ok(tx)
         })
         .await?;

@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use super::call::{CallError, transient_code, with_retries};
 use super::keys::*;
 use super::tx::{Expr, Tag, Tx};
-use super::{DynamoStore, RevealRecord, StoreError, TenantId, TenantRecord};
+use super::{AuditRecord, DynamoStore, RevealRecord, StoreError, TenantId, TenantRecord};
 
 const DIRECTORY_PK: &str = "TENANTS";
 /// `BatchGetItem`'s limit, and so the largest listing page.
@@ -61,6 +61,7 @@ impl DynamoStore {
         &self,
         record: &TenantRecord,
         expected: Option<u64>,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let item = tenant_item(record)?;
         let Some(expected) = expected else {
@@ -79,11 +80,31 @@ impl DynamoStore {
                     },
                 )?;
                 tx.put(entry.clone(), None, Expr::new(), Tag::Plain)?;
+                super::audit::push_audit(&mut tx, audit)?;
                 Ok(tx)
             })
             .await?;
             return Ok(());
         };
+        if !audit.is_empty() {
+            // The change and its records, in one transaction.
+            self.transact("TransactWriteItems (tenant)", true, |_| {
+                let mut tx = Tx::new(Arc::clone(&self.table));
+                tx.put(
+                    item.clone(),
+                    Some("#ver = :v"),
+                    Expr::new().name("#ver", VER).value(":v", n(expected)),
+                    Tag::Target {
+                        if_present: StoreError::VersionMismatch,
+                        if_absent: StoreError::VersionMismatch,
+                    },
+                )?;
+                super::audit::push_audit(&mut tx, audit)?;
+                Ok(tx)
+            })
+            .await?;
+            return Ok(());
+        }
         let names = HashMap::from([("#ver".to_owned(), VER.to_owned())]);
         let values = HashMap::from([(":v".to_owned(), n(expected))]);
         let result = with_retries("PutItem (tenant)", self.budget, transient_code, || {

@@ -1,0 +1,391 @@
+//! The audit trail and the change-event feed, over HTTP and the CLI, on the
+//! store the run selects: what each change records (with its actor), that
+//! refusals are recorded as such, that a failed write leaves no record,
+//! that nothing secret is in a record, and that a consumer of the feed
+//! misses no event of concurrent writers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+async fn trail(s: &TestServer, query: &str) -> Vec<Value> {
+    let r = s
+        .admin(
+            Method::GET,
+            &format!("/tenants/{TENANT}/audit?{query}"),
+            None,
+        )
+        .await
+        .expect(200);
+    r.body["records"].as_array().cloned().unwrap_or_default()
+}
+
+fn ops(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_users_lifecycle_is_recorded_with_its_actor_and_transitions() {
+    let s = TestServer::start().await;
+    let id = s.create_user("trail@example.com").await;
+    let path = format!("/Users/{id}");
+    s.patch(
+        &path,
+        patch_op(json!([{"op": "replace", "path": "displayName", "value": "Trail"}])),
+    )
+    .await
+    .expect(200);
+    s.patch(
+        &path,
+        patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+    )
+    .await
+    .expect(200);
+    s.patch(
+        &path,
+        patch_op(json!([{"op": "replace", "path": "active", "value": true}])),
+    )
+    .await
+    .expect(200);
+    s.delete(&path).await.expect(204);
+
+    let records = trail(&s, &format!("resource={id}&order=asc")).await;
+    assert_eq!(
+        ops(&records),
+        [
+            "created",
+            "updated",
+            "deactivated",
+            "reactivated",
+            "deleted"
+        ],
+        "{records:#?}"
+    );
+    for r in &records {
+        assert_eq!(r["resourceType"], "User");
+        assert_eq!(r["name"], "trail@example.com");
+        assert_eq!(r["actor"]["kind"], "scim", "{r}");
+        assert!(r["actor"]["generation"].as_u64().is_some(), "{r}");
+        assert!(r["requestId"].is_string(), "{r}");
+        assert_eq!(r["outcome"], "committed");
+    }
+    let versions: Vec<u64> = records
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert_eq!(records[1]["changed"], json!(["displayName"]));
+    assert_eq!(records[2]["transitions"]["active"], json!([true, false]));
+    assert_eq!(
+        records[2]["transitions"]["licence"],
+        json!(["assigned", "none"])
+    );
+    assert_eq!(
+        records[3]["transitions"]["licence"],
+        json!(["none", "assigned"])
+    );
+    assert_eq!(
+        records[0]["transitions"]["licence"],
+        json!(["none", "assigned"])
+    );
+    // Newest first by default.
+    let newest = trail(&s, &format!("resource={id}")).await;
+    assert_eq!(ops(&newest)[0], "deleted");
+}
+
+#[tokio::test]
+async fn group_member_changes_record_who_was_added_and_removed() {
+    let s = TestServer::start().await;
+    let a = s.create_user("a@members.example").await;
+    let b = s.create_user("b@members.example").await;
+    let g = s.create_group("Recorded", &[&a]).await;
+    let path = format!("/Groups/{g}");
+    s.patch(
+        &path,
+        patch_op(json!([{"op": "add", "path": "members", "value": [{"value": b}]}])),
+    )
+    .await
+    .expect(200);
+    s.patch(
+        &path,
+        patch_op(json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}])),
+    )
+    .await
+    .expect(200);
+    let records = trail(&s, &format!("resource={g}&order=asc")).await;
+    assert_eq!(
+        ops(&records),
+        ["created", "members.changed", "members.changed"]
+    );
+    assert_eq!(records[0]["transitions"]["membersAdded"], json!([a]));
+    assert_eq!(records[1]["transitions"]["membersAdded"], json!([b]));
+    assert_eq!(records[2]["transitions"]["membersRemoved"], json!([a]));
+    assert_eq!(records[1]["name"], "Recorded");
+}
+
+#[tokio::test]
+async fn admin_changes_and_credentials_are_recorded_with_the_admin_as_actor() {
+    let s = TestServer::start().await;
+    s.admin(
+        Method::PATCH,
+        &format!("/tenants/{TENANT}"),
+        Some(json!({"seats": 999})),
+    )
+    .await
+    .expect(200);
+    s.admin(
+        Method::POST,
+        &format!("/tenants/{TENANT}/credentials"),
+        None,
+    )
+    .await
+    .expect(201);
+    let link = link_in(&s.outbox().pop().unwrap());
+    let (status, page) = s.page(Method::POST, &link).await;
+    assert_eq!(status, 200);
+    let token = token_in(&page).unwrap();
+    let id = s
+        .call_with(
+            Method::POST,
+            &s.url("/Users"),
+            &token,
+            Some(user("admin-made@example.com")),
+            &[],
+        )
+        .await
+        .expect(201)
+        .id();
+    s.admin(
+        Method::PUT,
+        &format!("/tenants/{TENANT}/users/{id}/admin"),
+        None,
+    )
+    .await
+    .expect(200);
+
+    let records = trail(&s, "order=asc").await;
+    // The latest of each kind (the demo tenant's preset credential was
+    // recorded at startup, by the service).
+    let find = |ty: &str, op: &str| {
+        records
+            .iter()
+            .rev()
+            .find(|r| r["resourceType"] == ty && r["operation"] == op)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {ty} {op} in {records:#?}"))
+    };
+    let seats = find("Tenant", "updated");
+    assert_eq!(
+        seats["actor"],
+        json!({"kind": "admin", "principal": "admin-key"})
+    );
+    assert_eq!(seats["changed"], json!(["seats"]));
+    let created = find("Credentials", "created");
+    assert_eq!(created["actor"]["kind"], "admin");
+    assert_eq!(created["version"], 2, "the demo tenant's second credential");
+    assert_eq!(find("Credentials", "revealed")["actor"]["kind"], "link");
+    let granted = find("User", "admin.granted");
+    assert_eq!(granted["transitions"]["admin"], json!([false, true]));
+    // The user created with the new token names that credential generation.
+    let by_token = records
+        .iter()
+        .find(|r| r["resourceId"] == id.as_str() && r["operation"] == "created")
+        .unwrap();
+    assert_eq!(by_token["actor"], json!({"kind": "scim", "generation": 2}));
+
+    // No record holds a token, the admin key or a password.
+    let all = serde_json::to_string(&records).unwrap();
+    for secret in [
+        token.as_str(),
+        s.token.as_str(),
+        s.admin_key().as_str(),
+        "scim_",
+        "scimadm_",
+    ] {
+        assert!(!all.contains(secret), "a secret in the trail");
+    }
+}
+
+#[tokio::test]
+async fn refused_writes_are_recorded_and_failed_writes_leave_no_change_record() {
+    let s = TestServer::start().await;
+    let id = s.create_user("keeper@example.com").await;
+    s.admin(
+        Method::PUT,
+        &format!("/tenants/{TENANT}/users/{id}/admin"),
+        None,
+    )
+    .await
+    .expect(200);
+    // 403: protected admin; 409: uniqueness; 412: stale If-Match; 400: bad member.
+    s.patch(
+        &format!("/Users/{id}"),
+        patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+    )
+    .await
+    .expect_error(403, None);
+    let mut dup = user("KEEPER@example.com");
+    dup["password"] = json!("hunter2-secret");
+    s.post("/Users", dup)
+        .await
+        .expect_error(409, Some("uniqueness"));
+    s.call_with(
+        Method::PUT,
+        &s.url(&format!("/Users/{id}")),
+        &s.token,
+        Some(user("keeper@example.com")),
+        &[("If-Match", "W/\"1\"")],
+    )
+    .await
+    .expect(412);
+    s.post("/Groups", group("Bad", &["no-such-user"]))
+        .await
+        .expect(400);
+
+    let refused = trail(&s, "outcome=refused&order=asc").await;
+    let statuses: Vec<u64> = refused
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [403, 409, 412, 400], "{refused:#?}");
+    assert_eq!(refused[0]["resourceId"], id.as_str());
+    assert_eq!(refused[1]["scimType"], "uniqueness");
+    assert_eq!(refused[1]["name"], "KEEPER@example.com");
+    let all = serde_json::to_string(&trail(&s, "limit=100").await).unwrap();
+    assert!(!all.contains("hunter2"), "a password in the trail");
+    // None of the refused writes left a change record.
+    let committed = trail(&s, &format!("resource={id}&outcome=committed&order=asc")).await;
+    assert_eq!(ops(&committed), ["created", "admin.granted"]);
+}
+
+#[tokio::test]
+async fn the_cli_prints_the_trail_as_a_table_or_json() {
+    let s = TestServer::start().await;
+    let id = s.create_user("cli-trail@example.com").await;
+    s.patch(
+        &format!("/Users/{id}"),
+        patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+    )
+    .await
+    .expect(200);
+    let out = s.cli(&["audit", TENANT, "--user", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME") && lines[0].contains("OPERATION"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[1].contains("deactivated") && lines[1].contains("active true→false"),
+        "{table}"
+    );
+    let out = s.cli(&["--json", "audit", TENANT, "--user", &id, "--asc"]);
+    let records: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ops(&records), ["created", "deactivated"]);
+}
+
+/// Pages through the feed from the start until it is quiet.
+async fn read_feed(
+    s: &TestServer,
+    mut after: Option<String>,
+    expect: usize,
+) -> (Vec<Value>, Option<String>) {
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let path = match &after {
+            Some(p) => format!("/tenants/{TENANT}/events?limit=100&after={}", enc(p)),
+            None => format!("/tenants/{TENANT}/events?limit=100"),
+        };
+        let page = s.admin(Method::GET, &path, None).await.expect(200);
+        let got = page.body["events"].as_array().cloned().unwrap_or_default();
+        after = page.body["position"].as_str().map(str::to_owned);
+        let n = got.len();
+        events.extend(got);
+        if n < 100 {
+            if events.len() >= expect || std::time::Instant::now() > deadline {
+                return (events, after);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_feed_consumer_misses_no_event_of_concurrent_writers() {
+    let s = TestServer::start_with(backend(), &[("SCIM_EVENTS_HOLDBACK_SECS", "2")]).await;
+    let n = if backend() == Backend::DynamoDb {
+        400
+    } else {
+        2000
+    };
+    let writers = 16;
+    // Start past what the server recorded at startup (its tenants).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (_, start) = read_feed(&s, None, 0).await;
+    // Concurrent writers: each creates users and patches them; a reader
+    // follows the feed meanwhile and resumes from its last position.
+    let write = |w: usize| {
+        let s = &s;
+        async move {
+            for i in 0..n / writers / 2 {
+                let id = s.create_user(&format!("feed-{w}-{i}@example.com")).await;
+                s.patch(
+                    &format!("/Users/{id}"),
+                    patch_op(json!([{"op": "replace", "path": "displayName", "value": "x"}])),
+                )
+                .await
+                .expect(200);
+            }
+        }
+    };
+    let reader = async {
+        let mut seen = Vec::new();
+        let mut after = start.clone();
+        // Read while writing, in several resumptions.
+        for _ in 0..5 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let (page, pos) = read_feed(&s, after.clone(), 0).await;
+            seen.extend(page);
+            after = pos;
+        }
+        (seen, after)
+    };
+    let (_, (mut seen, after)) =
+        futures::future::join(futures::future::join_all((0..writers).map(write)), reader).await;
+    let total = writers * (n / writers / 2) * 2;
+    let (rest, _) = read_feed(&s, after, total.saturating_sub(seen.len())).await;
+    seen.extend(rest);
+
+    let ids: Vec<&str> = seen.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), total, "events missed or extra");
+    assert_eq!(ids.len(), total, "an event was served twice");
+    // Each resource's events come in version order.
+    let mut per: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for e in &seen {
+        assert_eq!(e["specversion"], "1.0");
+        per.entry(e["subject"].as_str().unwrap())
+            .or_default()
+            .push(e["data"]["version"].as_u64().unwrap());
+    }
+    for (subject, versions) in per {
+        assert_eq!(versions, [1, 2], "{subject}");
+    }
+}
