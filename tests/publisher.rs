@@ -683,6 +683,11 @@ async fn a_missing_bus_fails_the_first_record_so_lambda_retries_it_and_nothing_i
     let aws = aws().await;
     let (written, records) = scenario(&aws).await;
 
+    // moto refuses the whole PutEvents call for a bus that does not exist
+    // (ResourceNotFoundException), which is how any failed call looks:
+    // throttling after the SDK's retries, AccessDenied, the network. (AWS
+    // itself has been reported to accept entries for a missing bus and drop
+    // them; infra/events.md, "What can still go wrong".)
     let missing = unique("no-such-bus");
     let failed = publisher::publish(&aws.events, &missing, SOURCE, &records)
         .await

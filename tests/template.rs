@@ -436,6 +436,26 @@ fn the_function_gets_every_variable_the_lambda_entry_reads() {
         "RevealLinkTtlSeconds: default a day, 5 minutes to 7 days"
     );
 
+    // Audit records' retention, from its parameter (default: the code's).
+    assert!(
+        var("AUDIT_RETENTION_DAYS").is_some_and(|v| refers_to(v, "AuditRetentionDays")),
+        "AUDIT_RETENTION_DAYS must be !Ref AuditRetentionDays"
+    );
+    let retention = parameter(&t, "AuditRetentionDays");
+    assert_eq!(str_of(retention, "Type"), Some("Number"));
+    assert_eq!(
+        retention.get("Default").and_then(Value::as_i64),
+        Some(scim_provisioning::audit::DEFAULT_RETENTION_DAYS),
+        "AuditRetentionDays defaults to audit::DEFAULT_RETENTION_DAYS"
+    );
+    assert!(
+        retention
+            .get("MinValue")
+            .and_then(Value::as_i64)
+            .is_some_and(|m| m >= 1),
+        "AuditRetentionDays: at least a day"
+    );
+
     // And everything the code reads is either set or known to be optional.
     let read = env_read_by_lambda_entry();
     assert!(

@@ -389,3 +389,124 @@ async fn a_feed_consumer_misses_no_event_of_concurrent_writers() {
         assert_eq!(versions, [1, 2], "{subject}");
     }
 }
+
+/// Every event type, produced through the public surface, read from the
+/// feed, and validated against its JSON Schema in `infra/events/v1/`.
+#[tokio::test]
+async fn every_event_type_is_emitted_and_matches_its_schema() {
+    let s = TestServer::start_with(backend(), &[("SCIM_EVENTS_HOLDBACK_SECS", "0")]).await;
+    let t = format!("/tenants/{TENANT}");
+    // User lifecycle, licences by hand, the admin role.
+    s.admin(
+        Method::PATCH,
+        &t,
+        Some(json!({"seats": 1, "autoAssignLicences": false})),
+    )
+    .await
+    .expect(200);
+    let u = s.create_user("catalogue@example.com").await;
+    let p = format!("/Users/{u}");
+    s.patch(
+        &p,
+        patch_op(json!([{"op": "replace", "path": "displayName", "value": "C"}])),
+    )
+    .await
+    .expect(200);
+    s.admin(Method::DELETE, &format!("{t}/users/{u}/licence"), None)
+        .await
+        .expect(200);
+    s.admin(Method::PUT, &format!("{t}/users/{u}/licence"), None)
+        .await
+        .expect(200);
+    s.admin(Method::PUT, &format!("{t}/users/{u}/admin"), None)
+        .await
+        .expect(200);
+    s.patch(
+        &p,
+        patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+    )
+    .await
+    .expect_error(403, None);
+    s.admin(Method::DELETE, &format!("{t}/users/{u}/admin"), None)
+        .await
+        .expect(200);
+    s.patch(
+        &p,
+        patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+    )
+    .await
+    .expect(200);
+    s.patch(
+        &p,
+        patch_op(json!([{"op": "replace", "path": "active", "value": true}])),
+    )
+    .await
+    .expect(200);
+    // Groups.
+    let g = s.create_group("Catalogue", &[&u]).await;
+    let gp = format!("/Groups/{g}");
+    s.patch(
+        &gp,
+        patch_op(json!([{"op": "replace", "path": "displayName", "value": "Catalogue 2"}])),
+    )
+    .await
+    .expect(200);
+    s.patch(
+        &gp,
+        patch_op(json!([{"op": "remove", "path": format!("members[value eq \"{u}\"]")}])),
+    )
+    .await
+    .expect(200);
+    s.delete(&gp).await.expect(204);
+    s.delete(&p).await.expect(204);
+    // Tenants and credentials.
+    s.admin(Method::PATCH, &t, Some(json!({"name": "Renamed"})))
+        .await
+        .expect(200);
+    s.admin(Method::POST, &format!("{t}/credentials"), None)
+        .await
+        .expect(201);
+    let link = link_in(&s.outbox().pop().unwrap());
+    assert_eq!(s.page(Method::POST, &link).await.0, 200);
+
+    let (events, _) = read_feed(&s, None, 1).await;
+    let types: BTreeSet<String> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    // The tenant's creation is in the trail of its own partition too.
+    let expected: BTreeSet<String> = scim_provisioning::audit::event::all_types()
+        .into_iter()
+        .collect();
+    let missing: Vec<&String> = expected.difference(&types).collect();
+    assert!(
+        missing.is_empty(),
+        "no event of types {missing:?}; saw {types:?}"
+    );
+
+    let file = s.data_dir().join("events.jsonl");
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/validate_events.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("the test venv's python (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_event_type_has_a_schema_file() {
+    for t in scim_provisioning::audit::event::all_types() {
+        let path = format!("{}/infra/events/v1/{t}.json", env!("CARGO_MANIFEST_DIR"));
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(doc["title"], t.as_str(), "{path}");
+    }
+}
