@@ -77,7 +77,7 @@ impl Mailer for Outbox {
         let written = path.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(&written, bytes)
+            write_private(&written, &bytes)
         })
         .await
         .map_err(|e| MailError::Unavailable(e.to_string()))?
@@ -86,6 +86,24 @@ impl Mailer for Outbox {
         tracing::info!(path = %shown, "email written to the outbox");
         Ok(shown)
     }
+}
+
+/// A message holds a live reveal link: readable by its owner only.
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
 }
 
 /// Amazon SES (`SendEmail`), from one configured sender. The client is

@@ -121,6 +121,8 @@ impl Admin {
             .map_err(|e| match e.status() {
                 409 => AdminError::Conflict(e.detail()),
                 400 => AdminError::bad("invalid_user", e.detail()),
+                413 => AdminError::PayloadTooLarge(e.detail()),
+                503 => AdminError::Unavailable(e.detail()),
                 _ => AdminError::Internal(e.detail()),
             })?;
         tracing::info!(tenant = %t, actor = %actor, user = %u.id, "user added in the console");

@@ -263,6 +263,7 @@ impl Credentials {
                 created_at: now.clone(),
                 revealed_at: None,
                 reveal_expires_at: None,
+                reveal_ref: None,
             };
             match self.commit(record, cred, &now, origin).await {
                 Err(StoreError::VersionMismatch) => continue,
@@ -321,7 +322,10 @@ impl Credentials {
         };
         let tenant_url = format!("{link_origin}/scim/v2/{tenant}");
         let now = OffsetDateTime::now_utc();
-        let ttl = time::Duration::try_from(self.reveal_ttl).unwrap_or(time::Duration::DAY);
+        // At most a week: a link is a secret in a mailbox.
+        let ttl = time::Duration::try_from(self.reveal_ttl)
+            .unwrap_or(time::Duration::DAY)
+            .min(time::Duration::WEEK);
         let expires = now + ttl;
         let reveal = RevealRecord {
             tenant: tenant.clone(),
@@ -359,17 +363,28 @@ impl Credentials {
         let now_s = rfc3339(now);
         let cred = CredentialRecord {
             generation,
-            material,
+            material: material.clone(),
             created_at: now_s.clone(),
             revealed_at: None,
             reveal_expires_at: Some(rfc3339(expires)),
+            reveal_ref: Some(reveal.ref_hash.clone()),
         };
-        match self.commit(record.clone(), cred, &now_s, origin).await {
-            Ok(()) => {}
-            Err(StoreError::VersionMismatch) => {
-                return undo(CredentialError::Concurrent(tenant.clone())).await;
+        if let Err(e) = self.commit(record.clone(), cred, &now_s, origin).await {
+            // A commit that timed out may still have been applied (and its
+            // retry then fails its condition): if ours is current, it is done.
+            let ours = match self.store.get_tenant(tenant).await {
+                Ok(Some(t)) => t
+                    .credential
+                    .is_some_and(|c| c.generation == generation && c.material == material),
+                _ => false,
+            };
+            if !ours {
+                return undo(match e {
+                    StoreError::VersionMismatch => CredentialError::Concurrent(tenant.clone()),
+                    other => other.into(),
+                })
+                .await;
             }
-            Err(e) => return undo(e.into()).await,
         }
         tracing::info!(tenant = %tenant, generation, "new SCIM credentials created and emailed");
         Ok(Issued {
@@ -397,14 +412,17 @@ impl Credentials {
         Ok(self.current(&r).await?.then_some(r.tenant_url))
     }
 
-    /// Whether a link's generation is still the tenant's current one.
+    /// Whether a link belongs to the tenant's current credential (its
+    /// generation, and the very link that credential was mailed with).
     async fn current(&self, r: &RevealRecord) -> Result<bool, StoreError> {
         let cred = self
             .store
             .get_tenant(&r.tenant)
             .await?
             .and_then(|t| t.credential);
-        Ok(cred.is_some_and(|c| c.generation == r.generation))
+        Ok(cred.is_some_and(|c| {
+            c.generation == r.generation && c.reveal_ref.as_deref().is_none_or(|h| h == r.ref_hash)
+        }))
     }
 
     /// Reveals a link's token once: an atomic take of the record, then the
@@ -414,6 +432,18 @@ impl Credentials {
             return Ok(None);
         };
         let now = OffsetDateTime::now_utc();
+        // Check before taking: a link whose credential is not (yet) current
+        // is not consumed, and a fault here consumes nothing either.
+        let Some(peeked) = self
+            .store
+            .get_reveal(&link.tenant, &link.hash(), now.unix_timestamp())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !self.current(&peeked).await? {
+            return Ok(None);
+        }
         let Some(r) = self
             .store
             .take_reveal(&link.tenant, &link.hash(), now.unix_timestamp())
@@ -421,9 +451,6 @@ impl Credentials {
         else {
             return Ok(None);
         };
-        if !self.current(&r).await? {
-            return Ok(None);
-        }
         let Some(token) = unseal(&link.secret, &r) else {
             tracing::warn!(tenant = %r.tenant, "a reveal link's token could not be unsealed");
             return Ok(None);

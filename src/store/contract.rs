@@ -788,6 +788,7 @@ pub(crate) async fn tenant_records_are_versioned(s: &dyn Store) {
         created_at: "2024-01-02T00:00:00Z".into(),
         revealed_at: None,
         reveal_expires_at: None,
+        reveal_ref: None,
     });
     s.put_tenant(&rec, Some(1)).await.unwrap();
     // A writer that read version 1 loses.

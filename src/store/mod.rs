@@ -99,6 +99,10 @@ pub struct CredentialRecord {
     /// When the "Get Secret Token" link stops working; `None` when the
     /// credential was not emailed (demo tenant, preset tokens).
     pub reveal_expires_at: Option<String>,
+    /// The hash of the link this credential was mailed with: only that
+    /// link reveals it.
+    #[serde(default)]
+    pub reveal_ref: Option<String>,
 }
 
 /// A pending "Get Secret Token" link: the token sealed under a key only the

@@ -66,9 +66,11 @@ const COSTS: &[(&str, u64)] = &[
     ("POST /admin/v1/tenants/{t}/credentials", 3),
     // Reveal link, tenant record (is the link's generation current?).
     ("GET /credentials/{ref}", 2),
-    // Conditional DeleteItem of the link, tenant record, then revealedAt
-    // (GetItem, conditional PutItem), then the reveal's audit record.
-    ("POST /credentials/{ref}", 5),
+    // The link and the tenant record are checked first (a link whose
+    // credential is not current is not consumed), then the conditional
+    // DeleteItem of the link, revealedAt (GetItem, conditional PutItem)
+    // and the reveal's audit record.
+    ("POST /credentials/{ref}", 6),
 ];
 
 fn budget(op: &str) -> u64 {
