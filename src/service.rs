@@ -579,7 +579,10 @@ impl Service {
                 .create_with(&ctx.tenant, r, keys, &[], &plan.ops, &records)
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.heal_line(ctx, &known).await;
+                    return Ok(());
+                }
                 Err(StoreError::PoolChanged) => {
                     known = Some(
                         self.pool_state(&ctx.tenant)
@@ -638,6 +641,20 @@ impl Service {
             }
         };
         Ok((pool, head.into_iter().next()))
+    }
+
+    /// Seats free while someone waits (auto-assignment on) only happen when
+    /// serving the line stopped halfway (a crash, a timeout): a write that
+    /// saw it serves the line, so the gap closes with the next change.
+    async fn heal_line(&self, ctx: &Ctx, known: &Option<PoolState>) {
+        let Some((pool, Some(_))) = known else {
+            return;
+        };
+        if pool.auto && pool.used < pool.seats {
+            if let Err(e) = self.serve_line(&ctx.tenant, &ctx.origin).await {
+                tracing::warn!(tenant = %ctx.tenant, error = %e, "serving the waiting line failed");
+            }
+        }
     }
 
     /// Hands spare seats to the line, longest-waiting first, one atomic

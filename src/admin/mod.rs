@@ -321,8 +321,16 @@ impl Admin {
                 }
             }
             // More seats, or auto-assignment back on: serve the line now.
-            let served = self.service.serve_line(&id, actor).await?;
-            tracing::info!(tenant = %id, actor = %actor, served, "seat pool changed");
+            // Best effort: the seat change is committed; what is not served
+            // now is served by the next licence change (see `heal_line`).
+            match self.service.serve_line(&id, actor).await {
+                Ok(served) => {
+                    tracing::info!(tenant = %id, actor = %actor, served, "seat pool changed");
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %id, error = %e, "serving the waiting line stopped")
+                }
+            }
         }
         let record = if new_name.is_some() || new_email.is_some() {
             self.rename(actor, raw, new_name, new_email).await?

@@ -287,6 +287,49 @@ async fn burst_of_writes_then_immediate_kill() {
     assert_eq!(listed, ids.iter().cloned().collect::<BTreeSet<_>>());
     let g = s.get(&format!("/Groups/{gid}")).await.expect(200);
     assert_eq!(member_set(&g.body), listed);
+    // Every acknowledged change has its audit record (written in the same
+    // transaction): 40 creations and 40 member additions.
+    let mut records = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!(
+                "/tenants/{TENANT}/audit?limit=100&order=asc&cursor={}",
+                enc(c)
+            ),
+            None => format!("/tenants/{TENANT}/audit?limit=100&order=asc"),
+        };
+        let page = s.admin(reqwest::Method::GET, &path, None).await.expect(200);
+        records.extend(page.body["records"].as_array().cloned().unwrap_or_default());
+        match page.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let created: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["resourceType"] == "User" && r["operation"] == "created")
+        .map(|r| r["resourceId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        created, listed,
+        "an acknowledged creation without its record"
+    );
+    let added: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["resourceId"] == gid.as_str() && r["operation"] == "members.changed")
+        .flat_map(|r| {
+            r["transitions"]["membersAdded"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        added, listed,
+        "an acknowledged member change without its record"
+    );
 }
 
 #[tokio::test]

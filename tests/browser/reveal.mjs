@@ -32,8 +32,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 const STEP_TIMEOUT_MS = 20_000;
+// Starting Chromium on a loaded 2-core CI machine (the whole suite runs in
+// parallel) can take far longer than any page step.
+const LAUNCH_TIMEOUT_MS = 120_000;
 // A last resort if something hangs outside Playwright's own timeouts.
-const OVERALL_TIMEOUT_MS = 90_000;
+const OVERALL_TIMEOUT_MS = 240_000;
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -92,7 +95,7 @@ async function main() {
       executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
       headless: true,
       args: CHROMIUM_ARGS,
-      timeout: STEP_TIMEOUT_MS,
+      timeout: LAUNCH_TIMEOUT_MS,
       viewport: { width: 390, height: 844 },
       deviceScaleFactor: 1,
       bypassCSP: false,

@@ -292,6 +292,23 @@ fn part_record(
     Some(r.for_part(index, added, removed))
 }
 
+/// The records of a write's first transaction: when it carries only part
+/// of a membership change, the change's record names only that part.
+fn first_part_records(
+    audit: &[AuditRecord],
+    ops: &[MemberOp],
+    part: &[(usize, &MemberOp)],
+) -> Vec<AuditRecord> {
+    let mut out = audit.to_vec();
+    if !ops.is_empty()
+        && let Some(first) = out.first_mut()
+        && let Some(r) = part_record(Some(first), 0, part)
+    {
+        *first = r;
+    }
+    out
+}
+
 /// Net change of a group's member count if `chunk` commits.
 fn net(chunk: &[(usize, &MemberOp)]) -> i64 {
     chunk
@@ -1194,7 +1211,8 @@ impl Store for DynamoStore {
         // A new group has no members: no read is needed to plan adds.
         let ops = self.plan(tenant, id, &delta).await?;
         let fixed = 3 + keys.len() + pool_actions(pool) + audit.len();
-        let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
+        // Later chunks also carry the group's count update and their record.
+        let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 2);
         let (first, rest) = ranges
             .split_first()
             .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
@@ -1248,7 +1266,7 @@ impl Store for DynamoStore {
                 Tag::Plain,
             )?;
             push_pool_ops(&mut tx, tenant, pool)?;
-            push_audit(&mut tx, audit)?;
+            push_audit(&mut tx, &first_part_records(audit, &ops, &part))?;
             push_member_ops(&mut tx, tenant, id, &part)?;
             Ok(tx)
         })
@@ -1279,7 +1297,8 @@ impl Store for DynamoStore {
         let releases: Vec<&UniqueKey> = old.iter().filter(|k| !new.contains(k)).collect();
         let fixed =
             1 + claims.len() + releases.len() + pool_actions(&update.pool) + update.audit.len();
-        let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 1);
+        // Later chunks also carry the group's count update and their record.
+        let ranges = split(&ops, id, MAX_ACTIONS - fixed, MAX_ACTIONS - 2);
         let (first, rest) = ranges
             .split_first()
             .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
@@ -1359,7 +1378,7 @@ impl Store for DynamoStore {
                 )?;
             }
             push_pool_ops(&mut tx, tenant, &update.pool)?;
-            push_audit(&mut tx, &update.audit)?;
+            push_audit(&mut tx, &first_part_records(&update.audit, &ops, &part))?;
             push_member_ops(&mut tx, tenant, id, &part)?;
             Ok(tx)
         })
