@@ -215,11 +215,13 @@ pub fn build_state(
     reveal_ttl: Duration,
     admin_auth: AdminAuth,
 ) -> AppState {
-    let credentials = Arc::new(Credentials::new(store.clone(), vault, mailer, reveal_ttl));
     let retention = std::env::var("AUDIT_RETENTION_DAYS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(crate::audit::DEFAULT_RETENTION_DAYS);
+    let credentials = Arc::new(
+        Credentials::new(store.clone(), vault, mailer, reveal_ttl).with_retention_days(retention),
+    );
     let service = Arc::new(Service::new(store.clone(), cursor_key).with_retention_days(retention));
     AppState {
         admin: Arc::new(Admin::new(store, credentials.clone(), service.clone())),

@@ -51,7 +51,7 @@ pub fn all_types() -> Vec<String> {
     for op in ["created", "updated"] {
         out.push(format!("{TYPE_PREFIX}.tenant.{op}"));
     }
-    for op in ["created", "revealed"] {
+    for op in ["created", "revealed", "link_expired"] {
         out.push(format!("{TYPE_PREFIX}.credentials.{op}"));
     }
     out.push(format!("{TYPE_PREFIX}.scim.request.refused"));

@@ -56,6 +56,8 @@ pub enum Operation {
     AdminRevoked,
     CredentialsCreated,
     CredentialsRevealed,
+    /// An expired "Get Secret Token" link was opened.
+    CredentialsLinkExpired,
     /// A SCIM write the service refused (see `status`, `scimType`).
     Refused,
 }
@@ -75,6 +77,7 @@ impl Operation {
             Operation::AdminRevoked => "admin.revoked",
             Operation::CredentialsCreated => "created",
             Operation::CredentialsRevealed => "revealed",
+            Operation::CredentialsLinkExpired => "link_expired",
             Operation::Refused => "refused",
         }
     }
@@ -99,6 +102,7 @@ impl Operation {
         .or(match s {
             "credentials.created" => Some(CredentialsCreated),
             "credentials.revealed" => Some(CredentialsRevealed),
+            "credentials.link_expired" => Some(CredentialsLinkExpired),
             _ => None,
         })
     }

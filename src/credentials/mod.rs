@@ -171,9 +171,17 @@ pub struct Credentials {
     mailer: Arc<dyn Mailer>,
     reveal_ttl: Duration,
     cache: Cache,
+    /// Retention of the records written here (expired links).
+    retention_days: i64,
 }
 
 impl Credentials {
+    /// How long the records written here are kept (days).
+    pub fn with_retention_days(mut self, days: i64) -> Credentials {
+        self.retention_days = days.max(1);
+        self
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         vault: Arc<dyn Vault>,
@@ -186,6 +194,7 @@ impl Credentials {
             mailer,
             reveal_ttl,
             cache: Mutex::new(HashMap::new()),
+            retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
         }
     }
 
@@ -402,14 +411,42 @@ impl Credentials {
             return Ok(None);
         };
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        // Expired records too (until swept), to record that one was tried.
         let Some(r) = self
             .store
-            .get_reveal(&link.tenant, &link.hash(), now)
+            .get_reveal(&link.tenant, &link.hash(), i64::MIN)
             .await?
         else {
             return Ok(None);
         };
+        if r.expires_at <= now {
+            self.expired(&r).await;
+            return Ok(None);
+        }
         Ok(self.current(&r).await?.then_some(r.tenant_url))
+    }
+
+    /// An expired link was opened: recorded once (the record goes with it),
+    /// and the page looks like any used or made-up link.
+    async fn expired(&self, r: &RevealRecord) {
+        let origin = Origin {
+            actor: crate::audit::Actor::Link,
+            request_id: None,
+            retention_days: self.retention_days,
+        };
+        let mut rec = origin.now_record(
+            &r.tenant,
+            ResourceType::Credentials,
+            r.tenant.as_str(),
+            Operation::CredentialsLinkExpired,
+        );
+        rec.version = Some(r.generation);
+        if let Err(e) = self.store.put_audit(&r.tenant, &[rec]).await {
+            tracing::warn!(error = %e, "recording an expired link failed");
+        }
+        if let Err(e) = self.store.delete_reveal(&r.tenant, &r.ref_hash).await {
+            tracing::warn!(error = %e, "removing an expired link failed");
+        }
     }
 
     /// Whether a link belongs to the tenant's current credential (its
@@ -436,11 +473,15 @@ impl Credentials {
         // is not consumed, and a fault here consumes nothing either.
         let Some(peeked) = self
             .store
-            .get_reveal(&link.tenant, &link.hash(), now.unix_timestamp())
+            .get_reveal(&link.tenant, &link.hash(), i64::MIN)
             .await?
         else {
             return Ok(None);
         };
+        if peeked.expires_at <= now.unix_timestamp() {
+            self.expired(&peeked).await;
+            return Ok(None);
+        }
         if !self.current(&peeked).await? {
             return Ok(None);
         }

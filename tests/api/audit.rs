@@ -396,7 +396,11 @@ async fn a_feed_consumer_misses_no_event_of_concurrent_writers() {
 /// feed, and validated against its JSON Schema in `infra/events/v1/`.
 #[tokio::test]
 async fn every_event_type_is_emitted_and_matches_its_schema() {
-    let s = TestServer::start_with(backend(), &[("SCIM_EVENTS_HOLDBACK_SECS", "0")]).await;
+    let s = TestServer::start_with(
+        backend(),
+        &[("SCIM_EVENTS_HOLDBACK_SECS", "0"), ("REVEAL_TTL_SECS", "3")],
+    )
+    .await;
     let t = format!("/tenants/{TENANT}");
     // User lifecycle, licences by hand, the admin role.
     s.admin(
@@ -470,6 +474,13 @@ async fn every_event_type_is_emitted_and_matches_its_schema() {
         .expect(201);
     let link = link_in(&s.outbox().pop().unwrap());
     assert_eq!(s.page(Method::POST, &link).await.0, 200);
+    // A link left to expire, then opened.
+    s.admin(Method::POST, &format!("{t}/credentials"), None)
+        .await
+        .expect(201);
+    let stale = link_in(&s.outbox().pop().unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
+    assert_eq!(s.page(Method::GET, &stale).await.0, 410);
 
     let (events, _) = read_feed(&s, None, 1).await;
     let types: BTreeSet<String> = events

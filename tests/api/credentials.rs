@@ -283,6 +283,21 @@ async fn an_expired_link_fails_like_a_used_one() {
     assert_eq!((get, post), (410, 410));
     assert_eq!(get_page, gone);
     assert_eq!(post_page, gone);
+    // Trying an expired link is recorded (once: the link goes with it).
+    let trail = s
+        .admin(
+            Method::GET,
+            &format!("/tenants/{TENANT}/audit?operation=credentials.link_expired"),
+            None,
+        )
+        .await
+        .expect(200);
+    let records = trail.body["records"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(records.len(), 1, "{}", trail.body);
+    assert_eq!(records[0]["actor"]["kind"], "link");
 }
 
 #[tokio::test]
