@@ -142,11 +142,18 @@ async fn table_with_stream(aws: &Aws) -> (String, String) {
     create_table_from_template(&aws.ddb, &template, &table)
         .await
         .unwrap();
+    let arn = enable_stream(aws, &table).await;
+    (table, arn)
+}
+
+/// Turns `table`'s stream on as template.yaml's StreamSpecification says
+/// (NEW_IMAGE); returns the stream's ARN.
+async fn enable_stream(aws: &Aws, table: &str) -> String {
     let view = template_stream_view_type();
     assert_eq!(view, "NEW_IMAGE");
     aws.ddb
         .update_table()
-        .table_name(&table)
+        .table_name(table)
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
@@ -160,16 +167,15 @@ async fn table_with_stream(aws: &Aws) -> (String, String) {
     let described = aws
         .ddb
         .describe_table()
-        .table_name(&table)
+        .table_name(table)
         .send()
         .await
         .unwrap();
-    let arn = described
+    described
         .table()
         .and_then(|t| t.latest_stream_arn())
         .expect("the table has a stream")
-        .to_owned();
-    (table, arn)
+        .to_owned()
 }
 
 /// The audit item layout of the store: PK `T#{tenant}#A`, SK
@@ -972,4 +978,448 @@ async fn a_rejected_entry_is_the_reported_failure_and_nothing_after_it_is_put() 
     assert_eq!(retried.len(), written.len() - from);
     let first: Value = serde_json::from_str(retried[0]["Detail"].as_str().unwrap()).unwrap();
     assert_eq!(first["id"], written[from].id);
+}
+
+// ------------------------------------------- the service end to end
+
+const DEMO_TENANT: &str = "acme";
+const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// The real binary serving on DynamoDB (the emulator), killed when dropped
+/// (a failed assertion included).
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    origin: String,
+    token: String,
+    data_dir: std::path::PathBuf,
+    client: reqwest::Client,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// `serve --store dynamodb --table TABLE --create-table-from
+    /// template.yaml` on a free port; returns once it listens.
+    fn start(table: &str) -> Server {
+        use std::io::{BufRead, BufReader};
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let token = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scim-provisioning"))
+            .args(["serve", "--port", "0", "--demo-tenant", DEMO_TENANT])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--store", "dynamodb", "--table", table])
+            .arg("--create-table-from")
+            .arg(&template)
+            .env("SCIM_DEMO_TOKEN", &token)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("DYNAMODB_RETRY_BUDGET_MS", "60000")
+            .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "30000")
+            .env("RUST_LOG", "warn")
+            .env_remove("SCIM_TENANTS")
+            .env_remove("SCIM_ADMIN_KEY")
+            .env_remove("TENANT_SECRET_PREFIX")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env_remove(publisher::FUNCTION_ENV)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the server binary");
+        let stdout = child.stdout.take().unwrap();
+        let mut server = Server {
+            child,
+            origin: String::new(),
+            token,
+            data_dir,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            _tmp: tmp,
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        server.origin = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .expect("read the server's stdout");
+            if let Some(rest) = line.strip_prefix("SCIM service listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        server
+    }
+
+    /// A SCIM request as the demo tenant: status and JSON body (Null when
+    /// empty).
+    async fn scim(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}/scim/v2/{DEMO_TENANT}{path}", self.origin);
+        let mut req = self.client.request(method, url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        answer(req).await
+    }
+
+    /// An admin API request with the key the server wrote into its data
+    /// directory.
+    async fn admin(&self, path: &str) -> (u16, Value) {
+        let key = std::fs::read_to_string(self.data_dir.join("admin.key")).expect("admin.key");
+        let req = self
+            .client
+            .get(format!("{}/admin/v1{path}", self.origin))
+            .bearer_auth(key.trim());
+        answer(req).await
+    }
+
+    async fn create(&self, path: &str, body: Value) -> String {
+        let (status, doc) = self.scim(reqwest::Method::POST, path, Some(body)).await;
+        assert_eq!(status, 201, "POST {path}: {doc}");
+        doc["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn patch(&self, path: &str, ops: Value) {
+        let body = json!({"schemas": [PATCH_URN], "Operations": ops});
+        let (status, doc) = self.scim(reqwest::Method::PATCH, path, Some(body)).await;
+        assert!(
+            status == 200 || status == 204,
+            "PATCH {path}: {status} {doc}"
+        );
+    }
+}
+
+async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+fn scim_user(user_name: &str) -> Value {
+    json!({
+        "schemas": [USER_URN],
+        "userName": user_name,
+        "name": {"givenName": "Given", "familyName": "Family"},
+        "emails": [{"value": user_name, "type": "work", "primary": true}],
+        "active": true,
+    })
+}
+
+/// First occurrence of each CloudEvent id, in arrival order; a repeat must
+/// be the same event.
+fn deduplicate(events: &[Value]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut index = HashMap::<String, usize>::new();
+    for e in events {
+        let id = e["id"].as_str().expect("an id").to_owned();
+        match index.get(&id) {
+            Some(&i) => assert_eq!(&out[i], e, "a redelivered event is the same event"),
+            None => {
+                index.insert(id, out.len());
+                out.push(e.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The stream less the emulator's rolled-back audit inserts, and those.
+///
+/// DynamoDB puts nothing of a cancelled transaction on the stream. The
+/// emulator (scripts/moto_server.py over moto) applies a transaction's
+/// writes and, when a condition fails, undoes them with compensating
+/// writes, all of which reach the stream: a refused create shows as an
+/// audit INSERT of a `created` record that is then REMOVEd. Audit items are
+/// append-only (only TTL removes them, which the emulator never runs), so
+/// an audit INSERT whose key is later REMOVEd is such a rollback.
+fn emulator_rollbacks(
+    records: Vec<DynamoDbEventRecord>,
+) -> (Vec<DynamoDbEventRecord>, Vec<DynamoDbEventRecord>) {
+    let keys = |r: &DynamoDbEventRecord| serde_json::to_value(&r.change.keys).unwrap();
+    let (mut kept, mut rolled_back) = (Vec::new(), Vec::new());
+    for (i, r) in records.iter().enumerate() {
+        let undone = is_audit_insert(r)
+            && records[i + 1..]
+                .iter()
+                .any(|later| later.event_name == "REMOVE" && keys(later) == keys(r));
+        if undone {
+            rolled_back.push(r.clone());
+        } else {
+            kept.push(r.clone());
+        }
+    }
+    (kept, rolled_back)
+}
+
+fn rfc3339(s: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+}
+
+#[tokio::test]
+async fn scim_changes_reach_the_bus_once_each_in_version_order_and_match_their_schemas() {
+    let aws = aws().await;
+    let table = unique("scim-e2e");
+    let server = Server::start(&table);
+
+    // The startup records (tenant, credentials) were written before this:
+    // the stream carries only what follows.
+    let stream = enable_stream(&aws, &table).await;
+    let enabled_at = time::OffsetDateTime::now_utc();
+
+    // Real SCIM changes over HTTP.
+    let ada = server.create("/Users", scim_user("ada@e2e.example")).await;
+    let grace = server
+        .create("/Users", scim_user("grace@e2e.example"))
+        .await;
+    let linus = server
+        .create("/Users", scim_user("linus@e2e.example"))
+        .await;
+    server
+        .patch(
+            &format!("/Users/{ada}"),
+            json!([{"op": "replace", "path": "displayName", "value": "Ada L."}]),
+        )
+        .await;
+    server
+        .patch(
+            &format!("/Users/{grace}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    let group = server
+        .create(
+            "/Groups",
+            json!({
+                "schemas": [GROUP_URN],
+                "displayName": "Engineers",
+                "members": [{"value": ada}, {"value": grace}],
+            }),
+        )
+        .await;
+    server
+        .patch(
+            &format!("/Groups/{group}"),
+            json!([{"op": "remove", "path": format!("members[value eq \"{grace}\"]")}]),
+        )
+        .await;
+    let (status, body) = server
+        .scim(reqwest::Method::DELETE, &format!("/Users/{linus}"), None)
+        .await;
+    assert_eq!(status, 204, "DELETE: {body}");
+    let (status, body) = server
+        .scim(
+            reqwest::Method::POST,
+            "/Users",
+            Some(scim_user("ada@e2e.example")),
+        )
+        .await;
+    assert_eq!(status, 409, "a duplicate userName is refused: {body}");
+
+    // The trail, as the admin API shows it: the records since the stream
+    // was turned on are the events to expect.
+    let (status, trail) = server
+        .admin(&format!("/tenants/{DEMO_TENANT}/audit?limit=100"))
+        .await;
+    assert_eq!(status, 200, "{trail}");
+    let all = trail["records"].as_array().unwrap();
+    assert!(all.len() < 100, "the whole trail is on one page");
+    let recorded: BTreeSet<String> = all
+        .iter()
+        .filter(|r| rfc3339(r["time"].as_str().unwrap()) > enabled_at)
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        recorded.len() < all.len(),
+        "the startup records precede the stream: {trail:#}"
+    );
+
+    // The publisher's batch: the stream as Lambda delivers it, less what
+    // only the emulator puts there (see `emulator_rollbacks`).
+    let (records, rolled_back) = emulator_rollbacks(read_stream(&aws, &stream).await);
+    let audit_inserts = records.iter().filter(|r| is_audit_insert(r)).count();
+    assert_eq!(
+        audit_inserts,
+        recorded.len(),
+        "one stream record per audit record"
+    );
+    let (bus, queue) = bus_with_queue(&aws).await;
+    let failed = publisher::publish(&aws.events, &bus, SOURCE, &records)
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "nothing failed: {failed:?}");
+    let first = cloud_events(&drain(&aws, &queue).await);
+    let events = deduplicate(&first);
+    assert_eq!(
+        events.len(),
+        first.len(),
+        "no duplicates on the first delivery"
+    );
+
+    // Every audit record of those changes arrived, and nothing else.
+    let received: BTreeSet<String> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(received, recorded, "the events are the trail's records");
+    let pairs: BTreeSet<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["subject"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let t = |s: &str| format!("com.scim-provisioning.{s}");
+    let expected: BTreeSet<(String, String)> = [
+        (ada.as_str(), t("scim.user.created")),
+        (grace.as_str(), t("scim.user.created")),
+        (linus.as_str(), t("scim.user.created")),
+        (ada.as_str(), t("scim.user.updated")),
+        (grace.as_str(), t("scim.user.deactivated")),
+        (group.as_str(), t("scim.group.created")),
+        (group.as_str(), t("scim.group.members.changed")),
+        (linus.as_str(), t("scim.user.deleted")),
+        // A refused POST names no resource.
+        ("", t("scim.request.refused")),
+    ]
+    .into_iter()
+    .map(|(s, ty)| (s.to_owned(), ty))
+    .collect();
+    assert_eq!(pairs, expected, "events: {events:#?}");
+    for e in &events {
+        assert_eq!(e["source"], SOURCE);
+        assert_eq!(e["tenantid"], DEMO_TENANT);
+    }
+    let refused = events
+        .iter()
+        .find(|e| e["type"] == t("scim.request.refused"))
+        .unwrap();
+    assert_eq!(refused["data"]["status"], 409);
+    assert_eq!(refused["data"]["scimType"], "uniqueness");
+    assert_eq!(refused["data"]["name"], "ada@e2e.example");
+    // The one cancelled transaction is the refused POST's.
+    assert_eq!(rolled_back.len(), 1, "{rolled_back:#?}");
+    let phantom: Value = serde_json::from_str(
+        serde_json::to_value(&rolled_back[0].change.new_image).unwrap()[AUDIT_DOC_ATTR]["S"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(phantom["operation"], "created");
+    assert_eq!(phantom["requestId"], refused["data"]["requestId"]);
+
+    // One resource's events arrive in version order (and in time order,
+    // the requests being sequential).
+    let mut per_resource: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for e in &events {
+        per_resource
+            .entry(e["subject"].as_str().unwrap())
+            .or_default()
+            .push(e);
+    }
+    for (subject, list) in &per_resource {
+        let versions: Vec<u64> = list
+            .iter()
+            .filter_map(|e| e["data"]["version"].as_u64())
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "{subject}: versions {versions:?} in increasing order"
+        );
+        let times: Vec<time::OffsetDateTime> = list
+            .iter()
+            .map(|e| rfc3339(e["time"].as_str().unwrap()))
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "{subject}: in time order: {list:#?}"
+        );
+    }
+    for user in [&ada, &grace, &linus] {
+        assert!(
+            per_resource[user.as_str()].len() >= 2,
+            "{user}: created, then changed"
+        );
+        assert_eq!(
+            per_resource[user.as_str()][0]["type"],
+            t("scim.user.created"),
+            "{user}: created first"
+        );
+    }
+    assert_eq!(
+        per_resource[group.as_str()]
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        [t("scim.group.created"), t("scim.group.members.changed")]
+    );
+
+    // A crash between reading the stream and answering Lambda: the same
+    // records are published again. De-duplicated by id, nothing is
+    // duplicated or lost.
+    let failed = publisher::publish(&aws.events, &bus, SOURCE, &records)
+        .await
+        .unwrap();
+    assert!(
+        failed.is_empty(),
+        "nothing failed on redelivery: {failed:?}"
+    );
+    let second = cloud_events(&drain(&aws, &queue).await);
+    assert_eq!(
+        second.len(),
+        first.len(),
+        "the redelivery repeats every event"
+    );
+    let all_received: Vec<Value> = first.iter().chain(&second).cloned().collect();
+    let after_redelivery = deduplicate(&all_received);
+    assert_eq!(after_redelivery, events, "nothing duplicated, nothing lost");
+
+    // Every event matches its schema (infra/events/v1).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let lines: Vec<String> = after_redelivery.iter().map(Value::to_string).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/scripts/validate_events.py"))
+        .arg(&file)
+        .output()
+        .expect("run scripts/validate_events.py (scripts/test.sh installs .venv)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the events match their schemas: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} events match their schemas", events.len())),
+        "{stdout}"
+    );
+
+    drop(server);
 }
