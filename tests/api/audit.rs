@@ -333,7 +333,7 @@ async fn a_feed_consumer_misses_no_event_of_concurrent_writers() {
     // 10,000 changes on the embedded store; fewer on the single-threaded
     // emulator, which serves one request at a time.
     let n = if backend() == Backend::DynamoDb {
-        1000
+        400
     } else {
         10_000
     };

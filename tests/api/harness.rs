@@ -241,7 +241,8 @@ impl TestServer {
             data_dir,
             _tmp: tmp,
             client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                // The single-threaded emulator queues every test's requests.
+                .timeout(Duration::from_secs(180))
                 .build()
                 .expect("client"),
         };
