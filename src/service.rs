@@ -75,12 +75,7 @@ pub fn now_rfc3339() -> String {
 /// A timestamp that sorts as text in time order (fixed-width microseconds),
 /// for the waiting line: `2026-01-01T00:00:00.123456Z`.
 pub fn now_sortable() -> String {
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&f)
-        .unwrap_or_default()
+    audit::sortable(time::OffsetDateTime::now_utc())
 }
 
 fn now_unix() -> u64 {

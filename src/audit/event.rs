@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{AuditRecord, Operation, Outcome, ResourceType};
+use super::{AuditRecord, Outcome, ResourceType};
 
 pub const SPEC_VERSION: &str = "1.0";
 /// Prefix of every event type.
@@ -97,9 +97,4 @@ pub fn to_cloud_event(r: &AuditRecord, source: &str) -> Value {
         "tenantid": r.tenant.as_str(),
         "data": data,
     })
-}
-
-/// Whether a record names a refused write (kept, but not a change).
-pub fn is_refusal(r: &AuditRecord) -> bool {
-    r.operation == Operation::Refused || r.outcome == Outcome::Refused
 }

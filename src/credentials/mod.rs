@@ -104,10 +104,6 @@ impl LinkRef {
     }
 }
 
-pub fn now_rfc3339() -> String {
-    crate::service::now_rfc3339()
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -265,7 +261,7 @@ impl Credentials {
                 .vault
                 .seal(tenant, generation, &secret::hash(token))
                 .await?;
-            let now = now_rfc3339();
+            let now = crate::service::now_rfc3339();
             let cred = CredentialRecord {
                 generation,
                 material,

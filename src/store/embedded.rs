@@ -1305,6 +1305,44 @@ mod tests {
 
     crate::store::contract::store_contract_tests!(async || open());
 
+    /// The embedded store has no TTL: the sweep removes records whose
+    /// retention ended and keeps the rest, in order.
+    #[tokio::test]
+    async fn the_sweep_removes_only_expired_audit_records() {
+        use crate::audit::{Operation, Origin, ResourceType};
+        let (s, _dir) = open();
+        let t = tenant("t1");
+        let origin = Origin::service(1);
+        let now = OffsetDateTime::now_utc();
+        let rec = |minutes: i64, expires_in: i64| {
+            let mut r = origin.record(
+                &t,
+                ResourceType::User,
+                "u1",
+                Operation::Updated,
+                now + time::Duration::minutes(minutes),
+            );
+            r.expires_at = now.unix_timestamp() + expires_in;
+            r
+        };
+        let (old, kept, newest) = (rec(0, -10), rec(1, 3600), rec(2, 3600));
+        s.put_audit(&t, &[old, kept.clone(), newest.clone()])
+            .await
+            .unwrap();
+        s.put_audit(&tenant("t2"), &[rec(3, -10)]).await.unwrap();
+        assert_eq!(s.sweep_audit(now.unix_timestamp()).await.unwrap(), 2);
+        let left = s.audit_range(&t, None, None, true, 10).await.unwrap();
+        assert_eq!(left, [kept.clone(), newest.clone()]);
+        let newest_first = s.audit_range(&t, None, None, false, 10).await.unwrap();
+        assert_eq!(newest_first, [newest.clone(), kept.clone()]);
+        let after = s
+            .audit_range(&t, Some(&kept.position()), None, true, 10)
+            .await
+            .unwrap();
+        assert_eq!(after, [newest]);
+        assert_eq!(s.sweep_audit(now.unix_timestamp()).await.unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn data_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();

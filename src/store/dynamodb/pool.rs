@@ -17,8 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::call::{CallError, transient_code, with_retries};
 use super::keys::*;
@@ -218,64 +217,10 @@ impl DynamoStore {
         }
     }
 
+    /// The seat count and/or auto-assignment, with the change's audit
+    /// records, in one transaction (which returns nothing, so the pool is
+    /// read back).
     pub(super) async fn change_pool(
-        &self,
-        t: &TenantId,
-        seats: Option<u64>,
-        auto: Option<bool>,
-        audit: &[AuditRecord],
-    ) -> Result<SeatPool, StoreError> {
-        if !audit.is_empty() {
-            return self.change_pool_recorded(t, seats, auto, audit).await;
-        }
-        let mut sets = Vec::new();
-        let mut names = HashMap::from([("#seats".to_owned(), SEATS.to_owned())]);
-        let mut values = HashMap::new();
-        let mut cond = "attribute_exists(#seats)".to_owned();
-        if let Some(n_seats) = seats {
-            sets.push("#seats = :seats");
-            values.insert(":seats".to_owned(), n(n_seats));
-            cond.push_str(" AND #used <= :seats");
-            names.insert("#used".to_owned(), USED.to_owned());
-        }
-        if let Some(a) = auto {
-            sets.push("#auto = :auto");
-            names.insert("#auto".to_owned(), AUTO.to_owned());
-            values.insert(":auto".to_owned(), AttributeValue::Bool(a));
-        }
-        if sets.is_empty() {
-            return self.read_pool(t).await?.ok_or(StoreError::NotFound);
-        }
-        let update = format!("SET {}", sets.join(", "));
-        let k = pool_key(t);
-        let result = with_retries("UpdateItem (pool)", self.budget, transient_code, || {
-            self.client
-                .update_item()
-                .table_name(self.table.as_ref())
-                .set_key(Some(k.clone()))
-                .update_expression(&update)
-                .condition_expression(&cond)
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .return_values(ReturnValue::AllNew)
-                .send()
-        })
-        .await;
-        match result {
-            Ok(out) => decode_pool(&out.attributes.unwrap_or_default()),
-            Err(CallError::Service(UpdateItemError::ConditionalCheckFailedException(_))) => {
-                match self.read_pool(t).await? {
-                    None => Err(StoreError::NotFound),
-                    Some(_) => Err(StoreError::PoolChanged),
-                }
-            }
-            Err(e) => Err(e.into_store()),
-        }
-    }
-
-    /// `change_pool` with its audit records: one transaction (which
-    /// returns nothing, so the pool is read back).
-    async fn change_pool_recorded(
         &self,
         t: &TenantId,
         seats: Option<u64>,
