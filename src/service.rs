@@ -26,12 +26,21 @@ use crate::scim::resource::{self, MemberInput};
 use crate::scim::schema::{self, Kind};
 use crate::store::{Store, StoreError, Update};
 
+mod members;
+
 /// How often a write is retried after losing a race with another writer.
 const MAX_ATTEMPTS: u32 = 40;
 /// Resources read per store call while scanning.
 const SCAN_BATCH: usize = 500;
 /// Members read per store call.
 const MEMBER_BATCH: usize = 1000;
+/// Most members one response shows: at about 270 bytes each in a Lambda
+/// answer, 10,000 keep it far below Lambda's 6 MB response limit, whatever
+/// the ids and Tenant URL.
+pub const MAX_MEMBERS_PER_RESPONSE: u64 = 10_000;
+/// Most bytes of resources one list page carries (Lambda's limit is 6 MB
+/// for the whole answer, JSON-escaped).
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Who is asking and under which URL their resources live.
 #[derive(Debug, Clone)]
@@ -63,6 +72,7 @@ pub struct Service {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
     retention_days: i64,
+    member_indexes: members::MemberIndexes,
 }
 
 pub fn now_rfc3339() -> String {
@@ -158,18 +168,18 @@ fn not_found(kind: Kind, id: &str) -> ScimError {
     ScimError::NotFound(format!("{} {id:?} not found", kind.name()))
 }
 
-/// `If-Match`: `Ok(Some(v))` pins the write to version `v`.
-fn check_if_match(cond: &Conditions, current: u64) -> ScimResult<Option<u64>> {
+/// `If-Match` against the current ETag `tag` of version `version`:
+/// `Ok(Some(version))` pins the write to that version.
+fn check_if_match(cond: &Conditions, version: u64, tag: &str) -> ScimResult<Option<u64>> {
     let Some(h) = &cond.if_match else {
         return Ok(None);
     };
-    match render::parse_etags(h) {
-        None => Ok(Some(current)),
-        Some(versions) if versions.contains(&current) => Ok(Some(current)),
-        Some(_) => Err(ScimError::PreconditionFailed(format!(
-            "If-Match does not match the current version {}",
-            render::etag(current)
-        ))),
+    if render::etag_matches(h, tag) {
+        Ok(Some(version))
+    } else {
+        Err(ScimError::PreconditionFailed(format!(
+            "If-Match does not match the current version {tag}"
+        )))
     }
 }
 
@@ -184,6 +194,7 @@ impl Service {
             store,
             cursors: CursorCodec::new(cursor_key),
             retention_days: audit::DEFAULT_RETENTION_DAYS,
+            member_indexes: members::MemberIndexes::default(),
         }
     }
 
@@ -207,6 +218,28 @@ impl Service {
             .await
             .map_err(|e| store_err(kind, e))?
             .ok_or_else(|| not_found(kind, id))
+    }
+
+    /// `If-Match` checked against the resource's current ETag; for a user
+    /// that needs its groups, read only when the header is there. The
+    /// write is then conditioned on the user's own version: a membership
+    /// change landing between this read and the write is not part of the
+    /// write, so it is not lost, only not refused.
+    async fn pin(
+        &self,
+        ctx: &Ctx,
+        cur: &StoredResource,
+        cond: &Conditions,
+    ) -> ScimResult<Option<u64>> {
+        if cond.if_match.is_none() {
+            return Ok(None);
+        }
+        let groups = match cur.kind {
+            Kind::User => Some(self.groups_of(ctx, &cur.id).await?),
+            Kind::Group => None,
+        };
+        let tag = render::etag_of(cur.kind, cur.version, groups.as_deref());
+        check_if_match(cond, cur.version, &tag)
     }
 
     async fn all_members(&self, ctx: &Ctx, group_id: &str) -> ScimResult<Vec<MemberRef>> {
@@ -282,7 +315,12 @@ impl Service {
             .collect())
     }
 
-    /// Renders a page: computed attributes loaded in batches.
+    /// Renders a page: computed attributes loaded in batches. The page
+    /// ends early (RFC 7644 lets `itemsPerPage` be under `count`) where
+    /// the next resource would take the answer over what one response may
+    /// carry: [`MAX_MEMBERS_PER_RESPONSE`] members or
+    /// [`MAX_RESPONSE_BYTES`]; a first resource that alone is too big is
+    /// `tooMany`.
     async fn represent_page(
         &self,
         ctx: &Ctx,
@@ -296,18 +334,34 @@ impl Service {
                 .map(|(_, p)| p.clone())
                 .unwrap_or_default()
         };
-        let user_ids: Vec<String> = if proj_of(Kind::User).wants(Kind::User, "groups") {
-            page.iter()
-                .filter(|r| r.kind == Kind::User)
-                .map(|r| r.id.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // A user's `meta.version` depends on its groups too.
+        let user_proj = proj_of(Kind::User);
+        let user_ids: Vec<String> =
+            if user_proj.wants(Kind::User, "groups") || user_proj.wants(Kind::User, "meta") {
+                page.iter()
+                    .filter(|r| r.kind == Kind::User)
+                    .map(|r| r.id.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
         let mut groups = self.groups_of_many(ctx, &user_ids).await?.into_iter();
         let mut out = Vec::with_capacity(page.len());
+        let (mut members, mut bytes) = (0u64, 0usize);
         for r in page {
             let proj = proj_of(r.kind);
+            let shown = if r.kind == Kind::Group && proj.wants(Kind::Group, "members") {
+                r.member_count
+            } else {
+                0
+            };
+            if shown > MAX_MEMBERS_PER_RESPONSE && out.is_empty() {
+                return Err(too_many_members(r));
+            }
+            if members + shown > MAX_MEMBERS_PER_RESPONSE {
+                break;
+            }
+            members += shown;
             let doc = match r.kind {
                 Kind::User if !user_ids.is_empty() => {
                     let g = groups.next().unwrap_or_default();
@@ -316,7 +370,12 @@ impl Service {
                 Kind::User => render::render(r.kind, r, &ctx.base_url, None, None),
                 Kind::Group => self.represent(ctx, r, &proj, false).await?,
             };
-            out.push(proj.apply(r.kind, doc));
+            let doc = proj.apply(r.kind, doc);
+            bytes += doc.to_string().len();
+            if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
+                break;
+            }
+            out.push(doc);
         }
         Ok(out)
     }
@@ -335,11 +394,11 @@ impl Service {
             }
             _ => None,
         };
+        // A user's ETag covers its groups, so they are read even when the
+        // answer leaves them out.
         let groups = match r.kind {
-            Kind::User if need_all || proj.wants(Kind::User, "groups") => {
-                Some(self.groups_of(ctx, &r.id).await?)
-            }
-            _ => None,
+            Kind::User => Some(self.groups_of(ctx, &r.id).await?),
+            Kind::Group => None,
         };
         Ok(render::render(
             r.kind,
@@ -357,6 +416,7 @@ impl Service {
         r: &StoredResource,
         proj: &Projection,
     ) -> ScimResult<Reply> {
+        let proj = &fit_members(r, proj);
         let doc = self.represent(ctx, r, proj, false).await?;
         Ok(rendered(ctx, status, r, doc, proj))
     }
@@ -539,7 +599,7 @@ impl Service {
             self.create_user(ctx, &mut r, &keys, &now).await?;
         }
         let doc = render::render(kind, &r, &ctx.base_url, Some(&members), Some(&[]));
-        Ok(rendered(ctx, 201, &r, doc, proj))
+        Ok(rendered(ctx, 201, &r, doc, &fit_members(&r, proj)))
     }
 
     /// A SCIM-created user: labelled, and licensed or in line, in the same
@@ -748,31 +808,37 @@ impl Service {
         proj: &Projection,
         cond: &Conditions,
     ) -> ScimResult<Reply> {
-        // A user's groups are read alongside the user (one round trip, not
-        // two) when the answer shows them and no 304 is likely.
-        let prefetch =
-            kind == Kind::User && cond.if_none_match.is_none() && proj.wants(Kind::User, "groups");
-        if prefetch {
-            let (r, groups) = tokio::try_join!(self.load(ctx, kind, id), self.groups_of(ctx, id))?;
-            let doc = render::render(kind, &r, &ctx.base_url, None, Some(&groups));
-            return Ok(rendered(ctx, 200, &r, doc, proj));
+        // A user's groups are part of its ETag: read alongside the user
+        // (one round trip, not two), whether or not the answer shows them.
+        let (r, groups) = if kind == Kind::User {
+            let (r, g) = tokio::try_join!(self.load(ctx, kind, id), self.groups_of(ctx, id))?;
+            (r, Some(g))
+        } else {
+            (self.load(ctx, kind, id).await?, None)
+        };
+        let tag = render::etag_of(kind, r.version, groups.as_deref());
+        if let Some(h) = &cond.if_none_match
+            && render::etag_matches(h, &tag)
+        {
+            return Ok(Reply {
+                status: 304,
+                body: None,
+                etag: Some(tag),
+                location: None,
+            });
         }
-        let r = self.load(ctx, kind, id).await?;
-        if let Some(h) = &cond.if_none_match {
-            let hit = match render::parse_etags(h) {
-                None => true,
-                Some(v) => v.contains(&r.version),
-            };
-            if hit {
-                return Ok(Reply {
-                    status: 304,
-                    body: None,
-                    etag: Some(render::etag(r.version)),
-                    location: None,
-                });
+        match groups {
+            Some(g) => {
+                let doc = render::render(kind, &r, &ctx.base_url, None, Some(&g));
+                Ok(rendered(ctx, 200, &r, doc, proj))
+            }
+            None => {
+                if proj.wants(Kind::Group, "members") && r.member_count > MAX_MEMBERS_PER_RESPONSE {
+                    return Err(too_many_members(&r));
+                }
+                self.reply(ctx, 200, &r, proj).await
             }
         }
-        self.reply(ctx, 200, &r, proj).await
     }
 
     /// PUT: replaces every writable attribute. A group's members are
@@ -810,7 +876,7 @@ impl Service {
                 Some(c) => c,
                 None => self.load(ctx, kind, id).await?,
             };
-            let pinned = check_if_match(cond, cur.version)?;
+            let pinned = self.pin(ctx, &cur, cond).await?;
             resource::check_immutable(kind, &cur.attrs, &input.attrs)?;
             let delta = match &members {
                 Some(m) => MemberDelta {
@@ -915,7 +981,7 @@ impl Service {
                 Some(c) => c,
                 None => self.load(ctx, kind, id).await?,
             };
-            let pinned = check_if_match(cond, cur.version)?;
+            let pinned = self.pin(ctx, &cur, cond).await?;
             let patched = patch::apply(kind, id, &cur.attrs, &ops)?;
             resource::check_size(&patched.attrs)?;
             let delta = self.member_delta(ctx, id, &patched.member_ops).await?;
@@ -1077,7 +1143,7 @@ impl Service {
         let expected = match &cond.if_match {
             Some(_) => {
                 let cur = self.load(ctx, kind, id).await?;
-                check_if_match(cond, cur.version)?
+                self.pin(ctx, &cur, cond).await?
             }
             None => None,
         };
@@ -1113,7 +1179,7 @@ impl Service {
                 Some(c) => c,
                 None => self.load(ctx, Kind::User, id).await?,
             };
-            let pinned = check_if_match(cond, cur.version)?;
+            let pinned = self.pin(ctx, &cur, cond).await?;
             let ops = rules::on_scim_delete(id, &cur.product, &now_sortable(), view(&known))
                 .map_err(rule_err)?;
             match self
@@ -1205,72 +1271,89 @@ impl Service {
             _ => 0,
         };
 
+        // `groups.value eq "{group}"` on /Users: the group's membership records.
+        let member_filter = match (kinds, &q.filter, &q.sort_by) {
+            ([Kind::User], Some(f), None) => members::group_filter(f),
+            _ => None,
+        };
         let (total, page, more): (u64, Vec<StoredResource>, bool) =
-            match (kinds, &q.filter, &q.sort_by) {
-                // Unfiltered, unsorted listing of one type: count plus one page.
-                ([kind], None, None) => {
-                    let total = self
-                        .store
-                        .count(&ctx.tenant, *kind)
-                        .await
-                        .map_err(|e| store_err(*kind, e))?;
-                    let keyset = matches!(q.paging, PagingParam::Cursor(_));
-                    let (page, more) = if q.count == 0 {
-                        (Vec::new(), offset < total)
-                    } else if keyset {
-                        // Cursor pages continue after the last id seen, so deletes
-                        // between pages neither skip nor repeat anyone; one extra
-                        // item tells whether another page exists.
-                        let after = cursor.as_ref().and_then(|c| c.k.as_deref());
-                        let mut page = self
+            if let Some(group) = member_filter {
+                let after = cursor.as_ref().and_then(|c| c.k.as_deref());
+                let p = self
+                    .member_page(ctx, group, offset, after, q.count as usize)
+                    .await?;
+                (p.total, p.users, p.more)
+            } else {
+                match (kinds, &q.filter, &q.sort_by) {
+                    // Unfiltered, unsorted listing of one type: count plus one page.
+                    ([kind], None, None) => {
+                        let total = self
                             .store
-                            .list(&ctx.tenant, *kind, after, q.count as usize + 1)
+                            .count(&ctx.tenant, *kind)
                             .await
                             .map_err(|e| store_err(*kind, e))?;
-                        let more = page.len() > q.count as usize;
-                        page.truncate(q.count as usize);
-                        (page, more)
-                    } else {
-                        let page = self
-                            .store
-                            .list_at(&ctx.tenant, *kind, offset, q.count as usize)
-                            .await
-                            .map_err(|e| store_err(*kind, e))?;
-                        let more = offset + (page.len() as u64) < total;
-                        (page, more)
-                    };
-                    (total, page, more)
-                }
-                _ => {
-                    let mut matched = self.matching(ctx, kinds, &q).await?;
-                    if let Some(sort) = &q.sort_by {
-                        matched = sort_docs(matched, sort, q.descending);
+                        let keyset = matches!(q.paging, PagingParam::Cursor(_));
+                        let (page, more) = if q.count == 0 {
+                            (Vec::new(), offset < total)
+                        } else if keyset {
+                            // Cursor pages continue after the last id seen, so deletes
+                            // between pages neither skip nor repeat anyone; one extra
+                            // item tells whether another page exists.
+                            let after = cursor.as_ref().and_then(|c| c.k.as_deref());
+                            let mut page = self
+                                .store
+                                .list(&ctx.tenant, *kind, after, q.count as usize + 1)
+                                .await
+                                .map_err(|e| store_err(*kind, e))?;
+                            let more = page.len() > q.count as usize;
+                            page.truncate(q.count as usize);
+                            (page, more)
+                        } else {
+                            let page = self
+                                .store
+                                .list_at(&ctx.tenant, *kind, offset, q.count as usize)
+                                .await
+                                .map_err(|e| store_err(*kind, e))?;
+                            let more = offset + (page.len() as u64) < total;
+                            (page, more)
+                        };
+                        (total, page, more)
                     }
-                    let total = matched.len() as u64;
-                    let page: Vec<StoredResource> = matched
-                        .into_iter()
-                        .skip(offset as usize)
-                        .take(q.count as usize)
-                        .map(|(r, _)| r)
-                        .collect();
-                    let more = offset + (page.len() as u64) < total;
-                    (total, page, more)
+                    _ => {
+                        let mut matched = self.matching(ctx, kinds, &q).await?;
+                        if let Some(sort) = &q.sort_by {
+                            matched = sort_docs(matched, sort, q.descending);
+                        }
+                        let total = matched.len() as u64;
+                        let page: Vec<StoredResource> = matched
+                            .into_iter()
+                            .skip(offset as usize)
+                            .take(q.count as usize)
+                            .map(|(r, _)| r)
+                            .collect();
+                        let more = offset + (page.len() as u64) < total;
+                        (total, page, more)
+                    }
                 }
             };
 
+        // A page may come back shorter than read, to fit one response.
         let resources = self.represent_page(ctx, &page, &projs).await?;
-        let end = offset + page.len() as u64;
+        let shown = &page[..resources.len()];
+        let more = more || shown.len() < page.len();
+        let end = offset + shown.len() as u64;
         match q.paging {
             PagingParam::Index(start) => Ok(list_response(resources, total, Some(start), None)),
             PagingParam::Cursor(_) => {
-                let next = if more && !page.is_empty() {
-                    let keyset = kinds.len() == 1 && q.filter.is_none() && q.sort_by.is_none();
+                let next = if more && !shown.is_empty() {
+                    let keyset = member_filter.is_some()
+                        || (kinds.len() == 1 && q.filter.is_none() && q.sort_by.is_none());
                     Some(self.cursors.encode(&CursorState {
                         t: ctx.tenant.as_str().to_owned(),
                         q: fingerprint,
                         o: end,
                         k: if keyset {
-                            page.last().map(|r| r.id.clone())
+                            shown.last().map(|r| r.id.clone())
                         } else {
                             None
                         },
@@ -1370,10 +1453,15 @@ impl Service {
 
 /// A single-resource answer from its full representation.
 fn rendered(ctx: &Ctx, status: u16, r: &StoredResource, doc: Value, proj: &Projection) -> Reply {
+    // The header is the representation's own `meta.version`.
+    let etag = doc
+        .pointer("/meta/version")
+        .and_then(Value::as_str)
+        .map_or_else(|| render::etag(r.version), str::to_owned);
     Reply {
         status,
         body: Some(proj.apply(r.kind, doc)),
-        etag: Some(render::etag(r.version)),
+        etag: Some(etag),
         location: Some(render::location(&ctx.base_url, r.kind, &r.id)),
     }
 }
@@ -1443,6 +1531,27 @@ fn contention() -> ScimError {
 }
 
 /// A group PATCH answer leaves out a large member list unless asked for.
+/// The answer to a write leaves out `members` that one response could not
+/// carry (the write is done; the group is read by pages instead).
+fn fit_members(r: &StoredResource, proj: &Projection) -> Projection {
+    if r.kind == Kind::Group && r.member_count > MAX_MEMBERS_PER_RESPONSE {
+        return proj.without("members");
+    }
+    proj.clone()
+}
+
+fn too_many_members(r: &StoredResource) -> ScimError {
+    ScimError::bad(
+        crate::scim::error::ScimType::TooMany,
+        format!(
+            "group {} has {} members, more than the {MAX_MEMBERS_PER_RESPONSE} one response may carry: \
+             read it with excludedAttributes=members, and its members page by page with \
+             GET /Users?filter=groups.value eq \"{}\" (startIndex and count, or cursor)",
+            r.id, r.member_count, r.id
+        ),
+    )
+}
+
 fn patch_projection(kind: Kind, r: &StoredResource, proj: &Projection) -> Projection {
     const INLINE_MEMBERS: u64 = 1000;
     if kind == Kind::Group

@@ -180,6 +180,7 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        check_content_type(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ScimError::PayloadTooLarge(format!(
@@ -201,4 +202,30 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
         })?;
         Ok(ScimBody(v))
     }
+}
+
+/// The media types a body may be declared as; no `Content-Type` is taken
+/// as JSON too, as many clients send none.
+const JSON_TYPES: [&str; 2] = ["application/scim+json", "application/json"];
+
+/// Refuses, before the body is read, a body declared as anything but JSON.
+fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ScimError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let declared = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse::<mime::Mime>().ok());
+    if let Some(m) = &declared
+        && JSON_TYPES.contains(&m.essence_str())
+    {
+        return Ok(());
+    }
+    Err(ScimError::UnsupportedMediaType(format!(
+        "a request body must be JSON: Content-Type {} or {} (or none), not {:?}",
+        JSON_TYPES[0],
+        JSON_TYPES[1],
+        String::from_utf8_lossy(value.as_bytes())
+    )))
 }

@@ -66,6 +66,9 @@ pub enum ScimError {
     PreconditionFailed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A body declared as something other than JSON (RFC 7644 §3.1, §8.1).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     NotImplemented(String),
     /// The backend is overloaded or unreachable; retry after the given seconds.
@@ -118,6 +121,7 @@ impl ScimError {
             ScimError::Conflict(_) => 409,
             ScimError::PreconditionFailed(_) => 412,
             ScimError::PayloadTooLarge(_) => 413,
+            ScimError::UnsupportedMediaType(_) => 415,
             ScimError::Internal(_) => 500,
             ScimError::NotImplemented(_) => 501,
             ScimError::Unavailable { .. } => 503,

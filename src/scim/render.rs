@@ -16,24 +16,65 @@ pub struct GroupRef {
     pub display: Option<String>,
 }
 
-/// `meta.version` and the ETag header: a weak validator of the version.
+/// `meta.version` and the ETag header of a group: a weak validator of
+/// its version (member changes bump it).
 pub fn etag(version: u64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// Parses an `If-Match`/`If-None-Match` header into versions; `None` for `*`.
-pub fn parse_etags(header: &str) -> Option<Vec<u64>> {
+/// A user's ETag. Its `groups` change when a group gains or loses it or is
+/// renamed, none of which writes the user (so member changes never contend
+/// with user writes): the tag is the user's version plus a digest of the
+/// `groups` it shows, and changes whenever the representation does.
+pub fn user_etag(version: u64, groups: &[GroupRef]) -> String {
+    use sha2::{Digest, Sha256};
+    if groups.is_empty() {
+        return etag(version);
+    }
+    let mut h = Sha256::new();
+    for g in groups {
+        h.update(g.id.as_bytes());
+        h.update([0x1f]);
+        h.update(g.display.as_deref().unwrap_or("").as_bytes());
+        h.update([0x1e]);
+    }
+    let digest = h.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("W/\"{version}-{hex}\"")
+}
+
+/// The ETag of a resource as rendered: `groups` must be the user's groups.
+pub fn etag_of(kind: Kind, version: u64, groups: Option<&[GroupRef]>) -> String {
+    match kind {
+        Kind::User => user_etag(version, groups.unwrap_or_default()),
+        Kind::Group => etag(version),
+    }
+}
+
+/// Parses an `If-Match`/`If-None-Match` header into opaque tags (weak
+/// comparison: `W/` and quotes dropped); `None` for `*`.
+pub fn parse_etags(header: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for part in header.split(',') {
         let p = part.trim();
         if p == "*" {
             return None;
         }
-        let p = p.strip_prefix("W/").unwrap_or(p).trim_matches('"');
-        // An unparsable tag matches no version, which is what the client asked.
-        out.push(p.parse().unwrap_or(u64::MAX));
+        out.push(opaque(p).to_owned());
     }
     Some(out)
+}
+
+/// Whether a header's tags name the current ETag (`*` always does).
+pub fn etag_matches(header: &str, current: &str) -> bool {
+    match parse_etags(header) {
+        None => true,
+        Some(tags) => tags.iter().any(|t| t == opaque(current)),
+    }
+}
+
+fn opaque(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"')
 }
 
 pub fn location(base_url: &str, kind: Kind, id: &str) -> String {
@@ -116,7 +157,7 @@ pub fn render(
             "created": r.created,
             "lastModified": r.last_modified,
             "location": location(base_url, kind, &r.id),
-            "version": etag(r.version),
+            "version": etag_of(kind, r.version, groups),
         }),
     );
     Value::Object(out)
@@ -161,7 +202,11 @@ impl Projection {
     /// Whether the response shows a top-level core attribute, so the
     /// service can skip loading `members` or `groups` it would drop.
     pub fn wants(&self, kind: Kind, name: &str) -> bool {
-        let Some(def) = kind.schema().attr(name) else {
+        let Some(def) = kind
+            .schema()
+            .attr(name)
+            .or_else(|| COMMON_ATTRS.iter().find(|a| a.name == name))
+        else {
             return false;
         };
         match (&self.include, def.returned) {

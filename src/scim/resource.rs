@@ -147,9 +147,12 @@ fn check_schemas(kind: Kind, obj: &Map<String, Value>) -> ScimResult<()> {
             .ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of strings"))?;
         if s.eq_ignore_ascii_case(core) {
             has_core = true;
-        } else if kind.extension(s).is_none() {
+        } else if kind.extension(s).is_none() && carries_attributes(obj, s) {
+            // A schema the service does not know is only a label when the
+            // body puts nothing under it (Entra lists its ADSCIM Group URN
+            // on every group); attributes under it could not be kept.
             return Err(ScimError::invalid_value(format!(
-                "schema {s} is not supported for {}; supported: {core}{}",
+                "schema {s} is not supported for {}, so the attributes under it cannot be stored; supported: {core}{}",
                 kind.endpoint(),
                 kind.extensions()
                     .iter()
@@ -164,6 +167,17 @@ fn check_schemas(kind: Kind, obj: &Map<String, Value>) -> ScimResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether the body has attributes under schema `urn`: its extension
+/// object or a `urn:attribute` key.
+fn carries_attributes(obj: &Map<String, Value>, urn: &str) -> bool {
+    obj.keys().any(|k| {
+        k.len() >= urn.len()
+            && k.is_char_boundary(urn.len())
+            && k[..urn.len()].eq_ignore_ascii_case(urn)
+            && (k.len() == urn.len() || k[urn.len()..].starts_with(':'))
+    })
 }
 
 /// Required attributes must be present (checked after PATCH too).

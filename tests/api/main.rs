@@ -16,6 +16,7 @@ mod durability;
 mod errors;
 mod filters;
 mod groups;
+mod interop;
 mod pagination;
 mod patch;
 mod rules;

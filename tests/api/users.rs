@@ -392,9 +392,26 @@ async fn missing_or_wrong_schemas_is_rejected() {
     body["schemas"] = json!(USER_URN);
     expect_bad_request(s.post("/Users", body).await);
 
+    // Attributes under a schema the service does not know cannot be kept.
     let mut body = user("schemas@example.com");
     body["schemas"] = json!([USER_URN, "urn:example:unknown:1.0:User"]);
-    expect_bad_request(s.post("/Users", body).await);
+    body["urn:example:unknown:1.0:User"] = json!({"costCentre": "4711"});
+    let r = s
+        .post("/Users", body)
+        .await
+        .expect_error(400, Some("invalidValue"));
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("urn:example:unknown:1.0:User")
+    );
+    let mut body = user("schemas@example.com");
+    body["schemas"] = json!([USER_URN, "urn:example:unknown:1.0:User"]);
+    body["urn:example:unknown:1.0:User:costCentre"] = json!("4711");
+    s.post("/Users", body)
+        .await
+        .expect_error(400, Some("invalidValue"));
 
     assert_eq!(user_count(&s).await, 0);
 }
