@@ -219,6 +219,11 @@ pub fn build_state(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(crate::audit::DEFAULT_RETENTION_DAYS);
+    let bulk_time_budget = std::env::var(crate::bulk::TIME_BUDGET_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .unwrap_or(crate::bulk::DEFAULT_TIME_BUDGET);
     let credentials = Arc::new(
         Credentials::new(store.clone(), vault, mailer, reveal_ttl).with_retention_days(retention),
     );
@@ -232,6 +237,7 @@ pub fn build_state(
         public_base_url: None,
         link_origin: None,
         expose_store_calls: false,
+        bulk_time_budget,
     }
 }
 
