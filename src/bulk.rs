@@ -122,7 +122,8 @@ async fn run_one(
     };
     let r = match req.resolve(i, created) {
         Ok(r) => r,
-        Err(e) => {
+        Err((target, e)) => {
+            result.location = target.map(|(kind, id)| render::location(&ctx.base_url, kind, &id));
             result.outcome = Err(e);
             return (result, None);
         }

@@ -345,32 +345,43 @@ impl BulkRequest {
     }
 
     /// Operation `i` with its references resolved against the ids the
-    /// POSTs so far created, and its `path` and `data` checked.
-    pub fn resolve(&self, i: usize, created: &HashMap<String, String>) -> ScimResult<Resolved> {
+    /// POSTs so far created, and its `path` and `data` checked. When only
+    /// `data` is wrong, the error comes with the resource it names.
+    pub fn resolve(
+        &self,
+        i: usize,
+        created: &HashMap<String, String>,
+    ) -> Result<Resolved, (Option<(Kind, String)>, ScimError)> {
         let op = self
             .operations
             .get(i)
-            .ok_or_else(|| ScimError::Internal(format!("no operation {i}")))?;
+            .ok_or_else(|| (None, ScimError::Internal(format!("no operation {i}"))))?;
         let definers = self.definers();
         for r in &op.refs {
             if !definers.contains_key(r.as_str()) {
-                return Err(ScimError::invalid_value(format!(
-                    "bulkId {r:?} is not defined by any POST of this request"
-                )));
+                return Err((
+                    None,
+                    ScimError::invalid_value(format!(
+                        "bulkId {r:?} is not defined by any POST of this request"
+                    )),
+                ));
             }
             if !created.contains_key(r) {
-                return Err(ScimError::invalid_value(format!(
-                    "the POST with bulkId {r:?} failed, so this operation, which references \
-                     it, was not performed"
-                )));
+                return Err((
+                    None,
+                    ScimError::invalid_value(format!(
+                        "the POST with bulkId {r:?} failed, so this operation, which \
+                         references it, was not performed"
+                    )),
+                ));
             }
         }
         let path = match &op.path {
             Some(Value::String(p)) => p,
-            Some(_) => return Err(ScimError::invalid_path("'path' must be a string")),
-            None => return Err(ScimError::invalid_path("'path' is required")),
+            Some(_) => return Err((None, ScimError::invalid_path("'path' must be a string"))),
+            None => return Err((None, ScimError::invalid_path("'path' is required"))),
         };
-        let (kind, id) = parse_path(op.method, path)?;
+        let (kind, id) = parse_path(op.method, path).map_err(|e| (None, e))?;
         let id = id.map(|id| match reference(id).and_then(|r| created.get(r)) {
             Some(real) => real.clone(),
             None => id.to_owned(),
@@ -379,10 +390,11 @@ impl BulkRequest {
             (Method::Delete, _) => Value::Null,
             (_, Some(d @ Value::Object(_))) => substitute(d, created),
             (m, _) => {
-                return Err(ScimError::invalid_syntax(format!(
+                let e = ScimError::invalid_syntax(format!(
                     "'data' must be a JSON object for a {}",
                     m.as_str()
-                )));
+                ));
+                return Err((id.map(|id| (kind, id)), e));
             }
         };
         Ok(Resolved { kind, id, data })
@@ -477,10 +489,7 @@ mod tests {
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
             .collect();
         let g = r.resolve(0, &created).unwrap();
-        assert_eq!(
-            g.data,
-            json!({"members": [{"value": "A"}, {"value": "B"}]})
-        );
+        assert_eq!(g.data, json!({"members": [{"value": "A"}, {"value": "B"}]}));
         let p = r.resolve(1, &created).unwrap();
         assert_eq!((p.kind, p.id.as_deref()), (Kind::User, Some("B")));
     }
@@ -515,7 +524,10 @@ mod tests {
             req(json!({})),
             req(json!([{"method": "GET", "path": "/Users"}])),
             req(json!([{"method": "POST", "path": "/Users", "data": {}}])),
-            req(json!([post("Users", "x", json!({})), post("Users", "x", json!({}))])),
+            req(json!([
+                post("Users", "x", json!({})),
+                post("Users", "x", json!({}))
+            ])),
             json!({"schemas": [BULK_REQUEST_URN], "failOnErrors": 0, "Operations": [post("Users", "x", json!({}))]}),
         ];
         for b in bad {
@@ -541,10 +553,24 @@ mod tests {
         .unwrap();
         let none = HashMap::new();
         for i in [0, 1, 3, 4, 5] {
-            assert_eq!(r.resolve(i, &none).unwrap_err().status(), 400, "{i}");
+            assert_eq!(r.resolve(i, &none).unwrap_err().1.status(), 400, "{i}");
         }
-        assert!(r.resolve(3, &none).unwrap_err().detail().contains("not defined"));
-        assert!(r.resolve(4, &none).unwrap_err().detail().contains("failed"));
+        assert!(
+            r.resolve(3, &none)
+                .unwrap_err()
+                .1
+                .detail()
+                .contains("not defined")
+        );
+        assert!(
+            r.resolve(4, &none)
+                .unwrap_err()
+                .1
+                .detail()
+                .contains("failed")
+        );
+        let (target, _) = r.resolve(5, &none).unwrap_err();
+        assert_eq!(target, Some((Kind::User, "1".to_owned())));
         assert!(r.resolve(2, &none).is_ok());
     }
 }
