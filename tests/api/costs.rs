@@ -522,4 +522,56 @@ async fn a_bulk_costs_the_sum_of_its_operations() {
         [budget("POST /Users"), budget("POST /Users"), 3],
         "POST /Groups with members adds one BatchGetItem of the members"
     );
+
+    // Updates: no answer to render, so no groups Query for a user.
+    let ops: Vec<serde_json::Value> = r.body["Operations"]
+        .as_array()
+        .expect("Operations")
+        .iter()
+        .map(|o| {
+            o["location"]
+                .as_str()
+                .and_then(|l| l.rsplit('/').next())
+                .expect("location")
+                .to_owned()
+        })
+        .map(serde_json::Value::String)
+        .collect();
+    let (ua, gid) = (
+        ops[0].as_str().unwrap_or_default(),
+        ops[2].as_str().unwrap_or_default(),
+    );
+    let other = s
+        .post("/Users", user("bulk-c@example.com"))
+        .await
+        .expect(201)
+        .id();
+    let r = s
+        .post(
+            "/Bulk",
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [
+                    {"method": "PATCH", "path": format!("/Users/{ua}"),
+                     "data": patch_op(json!([{"op": "replace", "path": "title", "value": "T"}]))},
+                    {"method": "PATCH", "path": format!("/Groups/{gid}"),
+                     "data": member_patch("add", &other)},
+                ],
+            }),
+        )
+        .await
+        .expect(200);
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .expect("Operations")
+        .iter()
+        .map(|o| o["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["200", "200"], "{}", r.body);
+    let updates = r.store_calls().expect("x-store-calls header");
+    println!("Bulk of PATCH /Users and PATCH /Groups add member: {updates}");
+    assert_eq!(
+        updates,
+        1 + (budget("PATCH /Users/{id}") - 2) + (budget("PATCH /Groups/{id} add member") - 1)
+    );
 }
