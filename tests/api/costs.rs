@@ -524,23 +524,16 @@ async fn a_bulk_costs_the_sum_of_its_operations() {
     );
 
     // Updates: no answer to render, so no groups Query for a user.
-    let ops: Vec<serde_json::Value> = r.body["Operations"]
+    let ids: Vec<String> = r.body["Operations"]
         .as_array()
         .expect("Operations")
         .iter()
         .map(|o| {
-            o["location"]
-                .as_str()
-                .and_then(|l| l.rsplit('/').next())
-                .expect("location")
-                .to_owned()
+            let loc = o["location"].as_str().expect("location");
+            loc.rsplit('/').next().unwrap_or_default().to_owned()
         })
-        .map(serde_json::Value::String)
         .collect();
-    let (ua, gid) = (
-        ops[0].as_str().unwrap_or_default(),
-        ops[2].as_str().unwrap_or_default(),
-    );
+    let (ua, gid) = (&ids[0], &ids[2]);
     let other = s
         .post("/Users", user("bulk-c@example.com"))
         .await
