@@ -25,10 +25,9 @@ use crate::service::{Conditions, Ctx, Service};
 /// How long a Bulk request may start new operations. The Lambda function
 /// times out at 28 s (API Gateway gives up at 29 s); one operation started
 /// just before the budget ends is bounded by the store's retry budget, so
-/// the answer still leaves in time.
+/// the answer still leaves in time. `SCIM_BULK_TIME_BUDGET_SECS` overrides
+/// it (read in `crate::app`; the SAM template sets it beside the timeout).
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(20);
-/// Environment variable overriding [`DEFAULT_TIME_BUDGET`], in seconds.
-pub const TIME_BUDGET_ENV: &str = "SCIM_BULK_TIME_BUDGET_SECS";
 
 /// Runs a BulkRequest and returns the BulkResponse. An `Err` refuses the
 /// whole request, before anything was written.
