@@ -219,6 +219,12 @@ pub fn build_state(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(crate::audit::DEFAULT_RETENTION_DAYS);
+    // How long a Bulk request may start operations (seconds, fractions allowed).
+    let bulk_time_budget = std::env::var("SCIM_BULK_TIME_BUDGET_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .unwrap_or(crate::bulk::DEFAULT_TIME_BUDGET);
     let credentials = Arc::new(
         Credentials::new(store.clone(), vault, mailer, reveal_ttl).with_retention_days(retention),
     );
@@ -232,6 +238,7 @@ pub fn build_state(
         public_base_url: None,
         link_origin: None,
         expose_store_calls: false,
+        bulk_time_budget,
     }
 }
 
@@ -373,7 +380,8 @@ async fn shutdown_signal() {
 /// The state the Lambda handler serves, configured from the function's
 /// environment (`STORE`, `TABLE_NAME`, `CURSOR_KEY_SECRET_ARN` or
 /// `CURSOR_KEY`, `PUBLIC_BASE_URL`, `TENANT_SECRET_PREFIX`,
-/// `SENDER_EMAIL`, `REVEAL_TTL_SECS`, `SCIM_DATA_DIR`). Admin requests are
+/// `SENDER_EMAIL`, `REVEAL_TTL_SECS`, `SCIM_DATA_DIR`; `build_state` reads
+/// `AUDIT_RETENTION_DAYS` and `SCIM_BULK_TIME_BUDGET_SECS`). Admin requests are
 /// authenticated by IAM.
 pub async fn lambda_state() -> Result<AppState, AppError> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

@@ -3,6 +3,7 @@
 //! extract, call [`Service`], and render; errors become SCIM Error
 //! responses in [`error`].
 
+mod bulk;
 mod error;
 mod extract;
 pub mod observe;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub link_origin: Option<String>,
     /// Add `x-store-calls` to answers (tests of per-operation cost).
     pub expose_store_calls: bool,
+    /// How long a Bulk request may start new operations.
+    pub bulk_time_budget: std::time::Duration,
 }
 
 /// The router with observability configured from the environment
@@ -83,7 +86,7 @@ pub fn router_with(state: AppState, observe: observe::Observe) -> Router {
         .route("/Schemas/{id}", get(schema))
         .route("/ResourceTypes", get(resource_types))
         .route("/ResourceTypes/{id}", get(resource_type))
-        .route("/Bulk", post(not_implemented))
+        .route("/Bulk", post(bulk::bulk))
         .route(
             "/Me",
             get(not_implemented)

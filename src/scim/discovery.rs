@@ -13,13 +13,25 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_RESOURCE_BYTES: usize = 256 * 1024;
 /// Most operations one PATCH may carry.
 pub const MAX_PATCH_OPERATIONS: usize = 1000;
+/// Most operations one BulkRequest may carry (more is a 413). They run one
+/// after another, and on Lambda the whole request must answer within the
+/// function's 28 s timeout: 100 operations of 2–7 DynamoDB calls at
+/// 10–30 ms each take 2–21 s; a time budget (`crate::bulk`) cuts the tail.
+pub const BULK_MAX_OPERATIONS: usize = 100;
+/// Largest BulkRequest body, in bytes: the limit of every request body, so
+/// one limit (and one 413) applies to all of them.
+pub const BULK_MAX_PAYLOAD_BYTES: usize = MAX_BODY_BYTES;
 
 pub fn service_provider_config(base_url: &str) -> Value {
     json!({
         "schemas": [SPC_URN],
         "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
         "patch": { "supported": true },
-        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+        "bulk": {
+            "supported": true,
+            "maxOperations": BULK_MAX_OPERATIONS,
+            "maxPayloadSize": BULK_MAX_PAYLOAD_BYTES,
+        },
         "filter": { "supported": true, "maxResults": MAX_PAGE_SIZE },
         "changePassword": { "supported": false },
         "sort": { "supported": true },

@@ -4,6 +4,7 @@
 //! store. The core turns requests into data and data into responses;
 //! `crate::service` drives it against a `crate::store::Store`.
 
+pub mod bulk;
 pub mod discovery;
 pub mod error;
 pub mod filter;

@@ -458,3 +458,113 @@ async fn oneseat(
     let url = format!("{}/scim/v2/oneseat{path}", s.origin);
     s.call_with(m, &url, token, body, &[]).await
 }
+
+/// A Bulk costs what its operations cost one by one, less the token check
+/// they share: every single request reads its tenant record once, a Bulk
+/// once for all its operations; nothing else is added per operation.
+#[tokio::test]
+async fn a_bulk_costs_the_sum_of_its_operations() {
+    let s = TestServer::start_on(Backend::DynamoDb).await;
+    s.get("/Users?count=0").await.expect(200);
+
+    let a = s
+        .post("/Users", user("one-a@example.com"))
+        .await
+        .expect(201);
+    let b = s
+        .post("/Users", user("one-b@example.com"))
+        .await
+        .expect(201);
+    let g = s
+        .post("/Groups", group("One by one", &[&a.id(), &b.id()]))
+        .await
+        .expect(201);
+    let singles: Vec<u64> = [&a, &b, &g]
+        .iter()
+        .map(|r| r.store_calls().expect("x-store-calls header"))
+        .collect();
+
+    let r = s
+        .post(
+            "/Bulk",
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [
+                    {"method": "POST", "path": "/Users", "bulkId": "a", "data": user("bulk-a@example.com")},
+                    {"method": "POST", "path": "/Users", "bulkId": "b", "data": user("bulk-b@example.com")},
+                    {"method": "POST", "path": "/Groups", "bulkId": "g",
+                     "data": group("In bulk", &["bulkId:a", "bulkId:b"])},
+                ],
+            }),
+        )
+        .await
+        .expect(200);
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .expect("Operations")
+        .iter()
+        .map(|o| o["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["201", "201", "201"], "{}", r.body);
+    let bulk = r.store_calls().expect("x-store-calls header");
+    let shared_token_checks = singles.len() as u64 - 1;
+    println!(
+        "singles {singles:?} (sum {}), Bulk of the same {bulk}",
+        singles.iter().sum::<u64>()
+    );
+    assert_eq!(
+        bulk,
+        singles.iter().sum::<u64>() - shared_token_checks,
+        "a Bulk of POST /Users ×2 and POST /Groups with 2 members"
+    );
+    assert_eq!(
+        singles,
+        [budget("POST /Users"), budget("POST /Users"), 3],
+        "POST /Groups with members adds one BatchGetItem of the members"
+    );
+
+    // Updates: no answer to render, so no groups Query for a user.
+    let ids: Vec<String> = r.body["Operations"]
+        .as_array()
+        .expect("Operations")
+        .iter()
+        .map(|o| {
+            let loc = o["location"].as_str().expect("location");
+            loc.rsplit('/').next().unwrap_or_default().to_owned()
+        })
+        .collect();
+    let (ua, gid) = (&ids[0], &ids[2]);
+    let other = s
+        .post("/Users", user("bulk-c@example.com"))
+        .await
+        .expect(201)
+        .id();
+    let r = s
+        .post(
+            "/Bulk",
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [
+                    {"method": "PATCH", "path": format!("/Users/{ua}"),
+                     "data": patch_op(json!([{"op": "replace", "path": "title", "value": "T"}]))},
+                    {"method": "PATCH", "path": format!("/Groups/{gid}"),
+                     "data": member_patch("add", &other)},
+                ],
+            }),
+        )
+        .await
+        .expect(200);
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .expect("Operations")
+        .iter()
+        .map(|o| o["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["200", "200"], "{}", r.body);
+    let updates = r.store_calls().expect("x-store-calls header");
+    println!("Bulk of PATCH /Users and PATCH /Groups add member: {updates}");
+    assert_eq!(
+        updates,
+        1 + (budget("PATCH /Users/{id}") - 2) + (budget("PATCH /Groups/{id} add member") - 1)
+    );
+}

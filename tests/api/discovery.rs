@@ -134,9 +134,9 @@ async fn service_provider_config() {
     );
     assert_eq!(b["sort"]["supported"], json!(true));
     assert_eq!(b["etag"]["supported"], json!(true));
-    assert_eq!(b["bulk"]["supported"], json!(false));
-    assert!(b["bulk"]["maxOperations"].is_u64(), "{b}");
-    assert!(b["bulk"]["maxPayloadSize"].is_u64(), "{b}");
+    assert_eq!(b["bulk"]["supported"], json!(true));
+    assert_eq!(b["bulk"]["maxOperations"], json!(100), "{b}");
+    assert_eq!(b["bulk"]["maxPayloadSize"], json!(1024 * 1024), "{b}");
     assert_eq!(b["changePassword"]["supported"], json!(false));
     let schemes = b["authenticationSchemes"]
         .as_array()
@@ -421,7 +421,7 @@ async fn advertised_features_are_real() {
     )
     .await
     .expect(200);
-    // Bulk is advertised as unsupported, and it is.
+    // Bulk is advertised as supported, and it is (bulk.rs tests it).
     let r = s.post("/Bulk", json!({})).await;
-    assert_eq!(r.status, 501, "{}", r.body);
+    r.expect_error(400, Some("invalidSyntax"));
 }

@@ -7,6 +7,7 @@ mod harness;
 mod admin;
 mod audit;
 mod browser;
+mod bulk;
 mod concurrency;
 mod costs;
 mod credentials;
