@@ -2,10 +2,12 @@
 //! table in infra/dynamodb.md. These run on DynamoDB (the AWS emulator)
 //! whatever `SCIM_TEST_STORE` says: the embedded store has no call budget.
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde_json::json;
 
 use crate::harness::*;
+
+#[path = "../support/seed.rs"]
+mod seed;
 
 /// The documented cost of each operation (infra/dynamodb.md, "Calls per
 /// SCIM operation"). A change that makes one dearer must update both.
@@ -265,57 +267,9 @@ async fn admin_and_credential_operations_stay_within_their_calls() {
     }
 }
 
-/// Writes `n` membership items straight into the table (the layout of
-/// infra/dynamodb.md), as if `n` members had been added one by one.
-async fn seed_members(table: &str, tenant: &str, group: &str, n: usize) {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
-    let requests: Vec<WriteRequest> = (0..n)
-        .map(|i| {
-            let item = [
-                ("PK", AttributeValue::S(format!("T#{tenant}#G#{group}"))),
-                ("SK", AttributeValue::S(format!("M#seeded-{i:06}"))),
-                ("k", AttributeValue::S("User".into())),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            WriteRequest::builder()
-                .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
-                .build()
-        })
-        .collect();
-    for chunk in requests.chunks(25) {
-        let mut pending = chunk.to_vec();
-        while !pending.is_empty() {
-            let out = client
-                .batch_write_item()
-                .request_items(table, pending)
-                .send()
-                .await
-                .unwrap();
-            pending = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(table))
-                .unwrap_or_default();
-        }
-    }
-    client
-        .update_item()
-        .table_name(table)
-        .key("PK", AttributeValue::S(format!("T#{tenant}")))
-        .key("SK", AttributeValue::S(format!("R#Group#{group}")))
-        .update_expression("ADD mc :n")
-        .expression_attribute_values(":n", AttributeValue::N(n.to_string()))
-        .send()
-        .await
-        .unwrap();
-}
-
 /// One member change or a members-free read of a 100,000-member group costs
-/// what it costs for a 10-member group.
+/// what it costs for a 10-member group; its members are read page by page
+/// at the same cost wherever the page is; it is never answered whole.
 #[tokio::test]
 async fn a_huge_group_costs_the_same_calls_as_a_small_one() {
     let s = TestServer::start_on(Backend::DynamoDb).await;
@@ -323,9 +277,11 @@ async fn a_huge_group_costs_the_same_calls_as_a_small_one() {
     let newcomer = s.create_user("newcomer@example.com").await;
 
     let mut costs = Vec::new();
+    let mut huge = String::new();
     for (name, size) in [("small", 10), ("huge", 100_000)] {
         let gid = s.create_group(name, &[]).await;
-        seed_members(s.table(), TENANT, &gid, size).await;
+        seed::seed_members(&seed::client().await, s.table(), TENANT, &gid, size).await;
+        huge.clone_from(&gid);
         let path = format!("/Groups/{gid}?excludedAttributes=members");
         let add = s
             .patch(&path, member_patch("add", &newcomer))
@@ -353,6 +309,148 @@ async fn a_huge_group_costs_the_same_calls_as_a_small_one() {
         costs[0], costs[1],
         "add/remove/get calls differ between a 10- and a 100,000-member group"
     );
+    huge_group_pages(&s, &huge, &newcomer).await;
+}
+
+/// The pages the test reads are users; the other members are membership
+/// records only (see tests/support/seed.rs).
+const PAGE: usize = 100;
+const HUGE: usize = 100_000;
+
+async fn huge_group_pages(s: &TestServer, gid: &str, template: &str) {
+    let client = seed::client().await;
+    let shown: Vec<String> = [0, PAGE, HUGE / 2, HUGE - PAGE]
+        .iter()
+        .flat_map(|&start| (start..start + PAGE).map(seed::seeded_id))
+        .collect();
+    seed::seed_users_like(&client, s.table(), TENANT, template, gid, &shown).await;
+    let filter = enc(&format!("groups.value eq \"{gid}\""));
+    let page_at = |start: usize, extra: &str| {
+        format!(
+            "/Users?filter={filter}&startIndex={}&count={PAGE}{extra}",
+            start + 1
+        )
+    };
+    let ids = |r: &Resp| -> Vec<String> {
+        r.resources()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let expected =
+        |start: usize| -> Vec<String> { (start..start + PAGE).map(seed::seeded_id).collect() };
+    let mut report = Vec::new();
+
+    // The first page on a cold instance counts the members once.
+    let cold = s.get(&page_at(0, "")).await.expect(200);
+    assert_eq!(cold.total(), HUGE as u64);
+    assert_eq!(ids(&cold), expected(0));
+    assert_eq!(cold.resources()[0]["groups"][0]["value"], gid);
+    report.push(("first page, cold".to_owned(), cold.store_calls().unwrap()));
+
+    // Warm: every page costs the same, wherever it starts.
+    let mut warm = Vec::new();
+    for start in [0, HUGE / 2, HUGE - PAGE] {
+        let r = s.get(&page_at(start, "")).await.expect(200);
+        assert_eq!(r.total(), HUGE as u64);
+        assert_eq!(ids(&r), expected(start), "page at {start}");
+        assert_eq!(r.body["startIndex"], start as u64 + 1);
+        warm.push(r.store_calls().unwrap());
+        report.push((
+            format!("page at startIndex {}", start + 1),
+            r.store_calls().unwrap(),
+        ));
+    }
+    assert!(
+        warm.iter().all(|&c| c == warm[0]),
+        "page costs differ: {warm:?}"
+    );
+    // Tenant record, group, one Query of memberships, two BatchGetItems of
+    // the users (50 ids per call), and for their `groups`: one Query per
+    // user and one BatchGetItem of the groups' names.
+    assert_eq!(warm[0], 5 + PAGE as u64 + 1);
+    // Without `groups` (nor `meta`, whose version covers them): 5 calls.
+    let slim = s
+        .get(&page_at(HUGE - PAGE, "&attributes=userName"))
+        .await
+        .expect(200);
+    assert_eq!(ids(&slim), expected(HUGE - PAGE));
+    assert_eq!(slim.store_calls(), Some(5));
+    report.push(("page, attributes=userName".to_owned(), 5));
+    // Past the end: the total, no resources, no membership read.
+    let past = s.get(&page_at(HUGE, "")).await.expect(200);
+    assert_eq!((past.total(), past.resources().len()), (HUGE as u64, 0));
+
+    // Cursor pages continue after the last member shown.
+    let first = s
+        .get(&format!("/Users?filter={filter}&count={PAGE}&cursor"))
+        .await
+        .expect(200);
+    assert_eq!(ids(&first), expected(0));
+    let next = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let second = s
+        .get(&format!(
+            "/Users?filter={filter}&count={PAGE}&cursor={}",
+            enc(&next)
+        ))
+        .await
+        .expect(200);
+    assert_eq!(ids(&second), expected(PAGE));
+    report.push(("cursor page".to_owned(), second.store_calls().unwrap()));
+    assert_eq!(second.store_calls(), Some(warm[0]));
+
+    // Never answered whole: 400 tooMany naming the way to read it, after
+    // reading only the group.
+    let whole = s
+        .get(&format!("/Groups/{gid}"))
+        .await
+        .expect_error(400, Some("tooMany"));
+    let detail = whole.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("groups.value eq") && detail.contains("excludedAttributes=members"),
+        "{detail}"
+    );
+    assert_eq!(whole.store_calls(), Some(2));
+    let listed = s
+        .get(&format!(
+            "/Groups?filter={}",
+            enc("displayName eq \"huge\"")
+        ))
+        .await
+        .expect_error(400, Some("tooMany"));
+    assert!(listed.body["detail"].as_str().unwrap().contains(gid));
+    // A list page ends before it: the small group alone is shown.
+    let page = s.get("/Groups?count=10").await.expect(200);
+    assert_eq!(page.resources().len(), 1, "{}", page.body);
+    assert_eq!(page.body["itemsPerPage"], 1);
+    assert_eq!(page.total(), 2);
+
+    // A member add to it and a PATCH of that user at the same time: both
+    // succeed (they write different items).
+    let racer = s.create_user("racer@example.com").await;
+    let (gpath, upath) = (
+        format!("/Groups/{gid}?excludedAttributes=members"),
+        format!("/Users/{racer}"),
+    );
+    let rename = patch_op(json!([{"op": "replace", "path": "displayName", "value": "Racer"}]));
+    let (a, b) = tokio::join!(
+        s.patch(&gpath, member_patch("add", &racer)),
+        s.patch(&upath, rename)
+    );
+    a.expect(200);
+    b.expect(200);
+    let user = s.get(&format!("/Users/{racer}")).await.expect(200);
+    assert_eq!(user.body["displayName"], "Racer");
+    assert_eq!(user.body["groups"][0]["value"], gid);
+    let after = s
+        .get(&format!("/Users?filter={filter}&count=0"))
+        .await
+        .expect(200);
+    assert_eq!(after.total(), HUGE as u64 + 1);
+
+    for (op, calls) in &report {
+        println!("{op:<62} {calls}");
+    }
 }
 
 /// The licence rules' costs: a create when no seat is free, and a
