@@ -72,6 +72,86 @@ async fn fixture() -> Fixture {
     Fixture { _dir: dir, state }
 }
 
+#[path = "support/seed.rs"]
+mod seed;
+
+/// Tenant `acme` (token [`TOKEN`]) on a fresh DynamoDB table of the
+/// emulator `AWS_ENDPOINT_URL` points at, created from template.yaml.
+async fn dynamodb_fixture() -> (AppState, String) {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "needs AWS_ENDPOINT_URL; run scripts/test.sh, which starts the AWS emulator"
+    );
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let table = format!("lambda-{}", uuid::Uuid::new_v4().simple());
+    // The emulator serves one request at a time for every test: allow for
+    // its queue as tests/api/harness.rs does.
+    let timing = scim_provisioning::store::dynamodb::Timing {
+        budget: std::time::Duration::from_secs(60),
+        connect_timeout: std::time::Duration::from_secs(10),
+        attempt_timeout: std::time::Duration::from_secs(30),
+    };
+    let ddb =
+        scim_provisioning::store::dynamodb::DynamoStore::with_timing(&conf, table.clone(), timing);
+    scim_provisioning::store::dynamodb::create_table_from_template(
+        ddb.client(),
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"),
+        &table,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mailer = Arc::new(scim_provisioning::mail::Outbox::new(
+        dir.path().join("outbox"),
+        "scim@localhost".into(),
+    ));
+    let state = scim_provisioning::app::build_state(
+        Arc::new(ddb),
+        &[7u8; 32],
+        Arc::new(InlineVault),
+        mailer,
+        std::time::Duration::from_secs(3600),
+        AdminAuth::Iam,
+    );
+    let acme = TenantId::parse("acme").unwrap();
+    state
+        .admin
+        .ensure_tenant(&acme, "Acme", "it@acme.example")
+        .await
+        .unwrap();
+    let startup = scim_provisioning::audit::Origin::service(180);
+    state
+        .credentials
+        .preset(&acme, TOKEN, &startup)
+        .await
+        .unwrap();
+    (state, table)
+}
+
+/// An HTTP API (v2) GET of `path` (under the Tenant URL) with `query`
+/// pairs, on stage `prod`.
+fn v2_get(path: &str, query: &[(&str, &str)]) -> Value {
+    let mut ev = event("http_v2_prod_stage_list_users_filter.json");
+    let full = format!("/prod/scim/v2/acme{path}");
+    ev["rawPath"] = json!(full);
+    ev["requestContext"]["http"]["path"] = json!(full);
+    ev["pathParameters"]["proxy"] = json!(format!("acme{path}"));
+    ev["rawQueryString"] = json!(
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish()
+    );
+    ev["queryStringParameters"] = json!(
+        query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect::<serde_json::Map<String, Value>>()
+    );
+    ev
+}
+
 fn event(name: &str) -> Value {
     let path = format!("{}/tests/events/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
@@ -817,4 +897,93 @@ async fn event_admin_request_from_an_iam_principal_is_served() {
         .map(|t| t["id"].clone())
         .collect();
     assert_eq!(ids, [json!("acme"), json!("initech")]);
+}
+
+// ---------------------------------------------------------------------
+// A 100,000-member group behind API Gateway: no answer may exceed
+// Lambda's 6 MB response limit (API Gateway would turn it into a 502).
+
+/// Lambda's synchronous response limit is 6 MB (6,291,456 bytes) for the
+/// whole JSON the function returns; stay clear of it.
+const LAMBDA_RESPONSE_LIMIT: usize = 6_000_000;
+
+#[tokio::test]
+async fn huge_group_answers_through_lambda_stay_under_the_response_limit() {
+    let (state, table) = dynamodb_fixture().await;
+    let svc = lambda_service(state.clone());
+    let ctx = scim_provisioning::service::Ctx {
+        tenant: TenantId::parse("acme").unwrap(),
+        base_url: format!("https://{V2_HOST}/prod/scim/v2/acme"),
+        origin: scim_provisioning::audit::Origin::service(180),
+    };
+    let group = state
+        .service
+        .create(
+            &ctx,
+            scim_provisioning::scim::schema::Kind::Group,
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Everyone"}),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let gid = group.body.unwrap()["id"].as_str().unwrap().to_owned();
+    let (template, _) = create_user(&svc, "template@acme.example").await;
+    let client = seed::client().await;
+    seed::seed_members(&client, &table, "acme", &gid, 100_000).await;
+    let page: Vec<String> = (0..1000).map(seed::seeded_id).collect();
+    seed::seed_users_like(&client, &table, "acme", &template, &gid, &page).await;
+
+    let sized = |resp: &Value| {
+        let len = serde_json::to_vec(resp).unwrap().len();
+        assert!(len < LAMBDA_RESPONSE_LIMIT, "a {len}-byte Lambda answer");
+        len
+    };
+    // The whole group, alone or in a list: refused, saying how to read it.
+    for (path, query) in [
+        (format!("/Groups/{gid}"), vec![]),
+        ("/Groups".to_owned(), vec![]),
+        (
+            "/Groups".to_owned(),
+            vec![("filter", "displayName eq \"Everyone\"")],
+        ),
+    ] {
+        let resp = invoke(&svc, v2_get(&path, &query), "huge-whole").await;
+        sized(&resp);
+        assert_eq!(resp["statusCode"], 400, "{path}: {resp:#}");
+        let b = body(&resp);
+        assert_eq!(b["scimType"], "tooMany");
+        let detail = b["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("groups.value eq \"{gid}\"")),
+            "{detail}"
+        );
+    }
+    // Without its members it is an ordinary answer.
+    let resp = invoke(
+        &svc,
+        v2_get(
+            &format!("/Groups/{gid}"),
+            &[("excludedAttributes", "members")],
+        ),
+        "huge-slim",
+    )
+    .await;
+    sized(&resp);
+    assert_eq!(resp["statusCode"], 200, "{resp:#}");
+    assert!(body(&resp).get("members").is_none());
+    // Its members, the largest page there is.
+    let filter = format!("groups.value eq \"{gid}\"");
+    let resp = invoke(
+        &svc,
+        v2_get("/Users", &[("filter", &filter), ("count", "1000")]),
+        "huge-members",
+    )
+    .await;
+    let len = sized(&resp);
+    assert_eq!(resp["statusCode"], 200, "{resp:#}");
+    let list = body(&resp);
+    assert_eq!(list["totalResults"], 100_000);
+    assert_eq!(list["itemsPerPage"], 1000);
+    assert_eq!(list["Resources"][999]["id"], seed::seeded_id(999));
+    println!("a page of 1,000 members through Lambda: {len} bytes");
 }
