@@ -26,6 +26,11 @@ const COSTS: &[(&str, u64)] = &[
     ("POST /Users (no seat free)", 5),
     // The user, and its groups (one Query on the reverse memberships).
     ("GET /Users/{id}", 3),
+    // The same round trip: the ETag is the version and the groups.
+    ("GET /Users/{id} If-None-Match (304)", 3),
+    // Read, the groups (If-Match is checked against the user's ETag,
+    // which covers them), conditional write, groups for the answer.
+    ("PATCH /Users/{id} If-Match", 5),
     // Marker, user, groups.
     ("GET /Users?filter=userName eq (match)", 4),
     ("GET /Users?filter=userName eq (no match)", 2),
@@ -114,11 +119,38 @@ async fn every_operation_stays_within_its_documented_dynamodb_calls() {
     let created = s.post("/Users", body.clone()).await.expect(201);
     within("POST /Users", &created, &mut report);
     let id = created.id();
+    let got = s.get(&format!("/Users/{id}")).await.expect(200);
+    within("GET /Users/{id}", &got, &mut report);
+    // The ETag covers the user's groups, so a 304 reads them too.
+    let path = s.url(&format!("/Users/{id}"));
+    let tag = got.etag();
+    let not_modified = s
+        .call_with(
+            reqwest::Method::GET,
+            &path,
+            &s.token,
+            None,
+            &[("If-None-Match", &tag)],
+        )
+        .await
+        .expect(304);
     within(
-        "GET /Users/{id}",
-        &s.get(&format!("/Users/{id}")).await.expect(200),
+        "GET /Users/{id} If-None-Match (304)",
+        &not_modified,
         &mut report,
     );
+    let rename = patch_op(json!([{"op": "replace", "path": "displayName", "value": "Cost"}]));
+    let pinned = s
+        .call_with(
+            reqwest::Method::PATCH,
+            &path,
+            &s.token,
+            Some(rename),
+            &[("If-Match", &tag)],
+        )
+        .await
+        .expect(200);
+    within("PATCH /Users/{id} If-Match", &pinned, &mut report);
     let hit = s
         .get(&format!(
             "/Users?filter={}",
