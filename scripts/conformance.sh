@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the service on a free loopback port and runs scim2-tester against
-# it; fails on any check that is not a success.
+# it, then the Bulk check (scripts/check_bulk.py); fails on any check that
+# is not a success.
 #   scripts/conformance.sh [embedded|dynamodb]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -29,3 +30,7 @@ out="$data/scim2-test.txt"
 SCIM_CLI_HEADERS="Authorization: Bearer $token" "$VENV/bin/scim2" --url "$base" test >"$out" 2>&1 || true
 cat "$out"
 python3 scripts/check_conformance.py "$out"
+
+# scim2-tester has no Bulk checks: one Bulk request, its answer validated
+# with scim2-models' BulkResponse.
+"$VENV/bin/python" scripts/check_bulk.py "$base" "$token"
