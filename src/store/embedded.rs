@@ -1543,8 +1543,10 @@ impl Store for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
     use crate::store::contract::{
-        add, add_user, group, key, member, member_ids, tenant, update, user,
+        add, add_user, group, ids, key, member, member_ids, resource, tenant, update, user,
     };
 
     /// A store in a fresh temporary directory, which outlives it.
@@ -1618,6 +1620,295 @@ mod tests {
             .create(&t, &user("u2"), &[key("userName", "u1")], &[])
             .await;
         assert!(matches!(taken, Err(StoreError::Conflict { .. })));
+    }
+
+    /// A small deterministic PRNG (xorshift64*), so failures replay.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    /// What the store should hold: ids per (tenant, kind), each id's kind
+    /// and the holder of each `userName` key, per tenant.
+    #[derive(Default)]
+    struct Model {
+        lists: BTreeMap<(String, Kind), BTreeSet<String>>,
+        kinds: HashMap<(String, String), Kind>,
+        keys: HashMap<(String, Kind, String), String>,
+    }
+
+    impl Model {
+        fn list(&self, t: &str, kind: Kind) -> Vec<String> {
+            self.lists
+                .get(&(t.to_owned(), kind))
+                .map(|ids| ids.iter().cloned().collect())
+                .unwrap_or_default()
+        }
+    }
+
+    /// Checks the `blocks` table against `resources`: every block's count
+    /// is exact, no block is empty or above 2·`block`, two neighbours hold
+    /// more than `block` together, and the first block starts at or below
+    /// the first id. Returns the number of blocks.
+    fn check_blocks(s: &EmbeddedStore) -> usize {
+        let txn = s.db.begin_read().unwrap();
+        let mut ids: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for entry in txn.open_table(RESOURCES).unwrap().iter().unwrap() {
+            let (key, _) = entry.unwrap();
+            let (t, k, id) = key.value();
+            ids.entry((t.into(), k.into())).or_default().push(id.into());
+        }
+        let mut blocks: BTreeMap<(String, String), Vec<(String, u64)>> = BTreeMap::new();
+        for entry in txn.open_table(BLOCKS).unwrap().iter().unwrap() {
+            let (key, n) = entry.unwrap();
+            let (t, k, first) = key.value();
+            blocks
+                .entry((t.into(), k.into()))
+                .or_default()
+                .push((first.into(), n.value()));
+        }
+        assert_eq!(
+            blocks.keys().collect::<Vec<_>>(),
+            ids.keys().collect::<Vec<_>>(),
+            "blocks for exactly the non-empty slices"
+        );
+        let mut total = 0;
+        for (prefix, runs) in &blocks {
+            let ids = &ids[prefix];
+            assert!(
+                runs[0].0.as_str() <= ids[0].as_str(),
+                "{prefix:?} starts late"
+            );
+            for (i, (first, n)) in runs.iter().enumerate() {
+                let next = runs.get(i + 1).map(|(f, _)| f.as_str());
+                let held = ids
+                    .iter()
+                    .filter(|id| {
+                        id.as_str() >= first.as_str() && next.is_none_or(|f| id.as_str() < f)
+                    })
+                    .count() as u64;
+                assert_eq!(*n, held, "{prefix:?} block {first:?}");
+                assert!(
+                    *n >= 1 && *n <= 2 * s.block,
+                    "{prefix:?} block {first:?} holds {n}"
+                );
+                if let Some((_, m)) = runs.get(i + 1) {
+                    assert!(
+                        n + m > s.block,
+                        "{prefix:?} neighbours at {first:?}: {n} + {m}"
+                    );
+                }
+            }
+            total += runs.len();
+        }
+        total
+    }
+
+    /// `list_at` for every offset (and past the end, and limit 0) against
+    /// the model.
+    async fn check_pages(s: &EmbeddedStore, model: &Model, rng: &mut Rng) {
+        for t in ["t1", "t2"] {
+            for kind in [Kind::User, Kind::Group] {
+                let want = model.list(t, kind);
+                let tid = tenant(t);
+                for offset in 0..=want.len() + 2 {
+                    let limit = 1 + rng.below(5) as usize;
+                    let page = s.list_at(&tid, kind, offset as u64, limit).await.unwrap();
+                    let expected: Vec<&str> = want
+                        .iter()
+                        .skip(offset)
+                        .take(limit)
+                        .map(String::as_str)
+                        .collect();
+                    assert_eq!(ids(&page), expected, "{t} {kind:?} at {offset}, {limit}");
+                    assert!(page.iter().all(|r| r.kind == kind));
+                }
+                let far = s.list_at(&tid, kind, u64::MAX, 10).await.unwrap();
+                assert!(far.is_empty());
+                assert!(s.list_at(&tid, kind, 0, 0).await.unwrap().is_empty());
+                let count = s.count(&tid, kind).await.unwrap();
+                assert_eq!(count, want.len() as u64);
+            }
+        }
+    }
+
+    /// Random creates and deletes (some failing: an id taken in either
+    /// kind, a `userName` taken, a missing id, a stale version) across two
+    /// tenants and both kinds, with blocks small enough to split and merge
+    /// all the time.
+    #[tokio::test]
+    async fn list_at_matches_a_model_under_random_creates_and_deletes() {
+        for block in [1, 2, 5] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = EmbeddedStore::open_with_blocks(&dir.path().join("scim.redb"), block).unwrap();
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ block);
+            let mut model = Model::default();
+            let (mut failed_creates, mut failed_deletes) = (0, 0);
+            for step in 1..=900 {
+                let t = ["t1", "t2"][rng.below(2) as usize];
+                let kind = [Kind::User, Kind::Group][rng.below(2) as usize];
+                let id = format!("id-{:03}", rng.below(60));
+                let tid = tenant(t);
+                if rng.below(100) < 60 {
+                    let name = format!("n{}", rng.below(40));
+                    let result = s
+                        .create(
+                            &tid,
+                            &resource(kind, &id, &name),
+                            &[key("userName", &name)],
+                            &[],
+                        )
+                        .await;
+                    let id_free = !model.kinds.contains_key(&(t.into(), id.clone()));
+                    let name_key = (t.to_owned(), kind, name);
+                    let name_free = !model.keys.contains_key(&name_key);
+                    if id_free && name_free {
+                        result.unwrap();
+                        model.kinds.insert((t.into(), id.clone()), kind);
+                        model.keys.insert(name_key, id.clone());
+                        model.lists.entry((t.into(), kind)).or_default().insert(id);
+                    } else {
+                        assert!(
+                            matches!(result, Err(StoreError::Conflict { .. })),
+                            "{result:?}"
+                        );
+                        failed_creates += 1;
+                    }
+                } else {
+                    let stale = rng.below(10) == 0;
+                    let expected = stale.then_some(2);
+                    let result = s.delete(&tid, kind, &id, expected).await;
+                    let held = model.kinds.get(&(t.into(), id.clone())) == Some(&kind);
+                    if held && !stale {
+                        result.unwrap();
+                        model.kinds.remove(&(t.into(), id.clone()));
+                        model.keys.retain(|(kt, kk, _), holder| {
+                            !(kt == t && *kk == kind && *holder == id)
+                        });
+                        if let Some(ids) = model.lists.get_mut(&(t.into(), kind)) {
+                            ids.remove(&id);
+                        }
+                    } else {
+                        assert!(result.is_err(), "{t} {kind:?} {id}");
+                        failed_deletes += 1;
+                    }
+                }
+                if step % 60 == 0 {
+                    check_blocks(&s);
+                    check_pages(&s, &model, &mut rng).await;
+                }
+            }
+            assert!(failed_creates > 50 && failed_deletes > 50);
+        }
+    }
+
+    /// More than 2·BLOCK resources at the real block size, created out of
+    /// order, then most of them deleted: splits, then drops and merges.
+    #[tokio::test]
+    async fn blocks_split_and_merge_at_the_real_block_size() {
+        let (s, _dir) = open();
+        let t = tenant("t1");
+        let mut rng = Rng(42);
+        let n = 4 * BLOCK;
+        // Descending then ascending halves: new firsts and new lasts.
+        let mut order: Vec<u64> = (0..n / 2).rev().chain(n / 2..n).collect();
+        let mut model = Model::default();
+        for i in &order {
+            let id = format!("u{i:05}");
+            add_user(&s, &t, &id).await;
+            model
+                .lists
+                .entry(("t1".into(), Kind::User))
+                .or_default()
+                .insert(id);
+        }
+        assert!(check_blocks(&s) >= 3, "split more than once");
+        check_pages(&s, &model, &mut rng).await;
+        // Delete all but 20, in a shuffled order.
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for (done, i) in order.iter().take(order.len() - 20).enumerate() {
+            let id = format!("u{i:05}");
+            s.delete(&t, Kind::User, &id, None).await.unwrap();
+            if let Some(ids) = model.lists.get_mut(&("t1".into(), Kind::User)) {
+                ids.remove(&id);
+            }
+            if done % 97 == 0 {
+                check_blocks(&s);
+            }
+        }
+        assert_eq!(check_blocks(&s), 1);
+        check_pages(&s, &model, &mut rng).await;
+    }
+
+    /// A data dir made before blocks existed (no `blocks`, no `meta`), or
+    /// whose `blocks` is not marked built, gets them built on open.
+    #[tokio::test]
+    async fn blocks_are_built_on_open_for_a_database_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scim.redb");
+        let mut model = Model::default();
+        {
+            let s = EmbeddedStore::open(&path).unwrap();
+            for (t, kind, n) in [
+                ("t1", Kind::User, 23),
+                ("t1", Kind::Group, 7),
+                ("t2", Kind::User, 11),
+            ] {
+                for i in 0..n {
+                    let id = format!("{}-{i:02}", kind.name());
+                    s.create(&tenant(t), &resource(kind, &id, &id), &[], &[])
+                        .await
+                        .unwrap();
+                    model.lists.entry((t.into(), kind)).or_default().insert(id);
+                }
+            }
+        }
+        let strip = |stale: bool| {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            if stale {
+                // Marked not built, with a wrong block left behind.
+                txn.open_table(BLOCKS)
+                    .unwrap()
+                    .insert(("t1", "User", "User-05"), 99)
+                    .unwrap();
+                txn.open_table(META).unwrap().remove(BLOCKS_BUILT).unwrap();
+            } else {
+                assert!(txn.delete_table(BLOCKS).unwrap());
+                assert!(txn.delete_table(META).unwrap());
+            }
+            txn.commit().unwrap();
+        };
+        let mut rng = Rng(7);
+        for stale in [false, true] {
+            strip(stale);
+            let s = EmbeddedStore::open_with_blocks(&path, 4).unwrap();
+            assert!(check_blocks(&s) >= 5);
+            check_pages(&s, &model, &mut rng).await;
+            // And it keeps up with writes afterwards.
+            let (gone, new) = if stale {
+                ("User-04", "User-98")
+            } else {
+                ("User-03", "User-99")
+            };
+            s.delete(&tenant("t1"), Kind::User, gone, None)
+                .await
+                .unwrap();
+            add_user(&s, &tenant("t1"), new).await;
+            let users = model.lists.get_mut(&("t1".into(), Kind::User)).unwrap();
+            users.remove(gone);
+            users.insert(new.into());
+            check_blocks(&s);
+            check_pages(&s, &model, &mut rng).await;
+        }
     }
 
     /// A member's kind is the stored resource's, whatever the caller says
