@@ -36,10 +36,10 @@
 //! bound of its ids (the next block's key bounds it above) and its value is
 //! exactly how many resources it holds. Every create and delete of a
 //! resource adjusts its block in the same write transaction; a block above
-//! 2·[`BLOCK`] entries is split in two (walking it once), an empty one is
-//! dropped, and two neighbours holding [`BLOCK`] or fewer together are
+//! 2·`BLOCK` entries is split in two (walking it once), an empty one is
+//! dropped, and two neighbours holding `BLOCK` or fewer together are
 //! merged (a key removed, counts added), so a slice of `n` resources has at
-//! most 2n/[`BLOCK`] + 1 blocks of at most 2·[`BLOCK`] each. `list_at` sums
+//! most 2n/`BLOCK` + 1 blocks of at most 2·`BLOCK` each. `list_at` sums
 //! block counts up to the block holding `offset` and walks from its first
 //! id: O(n/B + B) whatever the offset. A database without the table (made
 //! by an earlier version) gets it built from `resources` on open, in one
@@ -288,7 +288,7 @@ struct Tables<'t> {
     queue: Table<'t, K3, ()>,
     audit: Table<'t, K3, &'static str>,
     blocks: Table<'t, K3, u64>,
-    /// Target block size ([`BLOCK`] outside tests).
+    /// Target block size (`BLOCK` outside tests).
     block: u64,
 }
 
