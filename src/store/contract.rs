@@ -60,6 +60,7 @@ macro_rules! store_contract_tests {
             deleting_a_group_clears_both_directions,
             tenants_are_isolated,
             list_pages_in_id_order,
+            list_at_follows_creates_and_deletes,
             groups_of_many_answers_in_the_order_given,
             tenant_records_are_versioned,
             reveal_records_are_taken_once,
@@ -708,6 +709,59 @@ pub(crate) async fn list_pages_in_id_order(s: &dyn Store) {
     assert!(s.list_at(&t, Kind::User, 1, 0).await.unwrap().is_empty());
     let groups = s.list_at(&t, Kind::Group, 0, 10).await.unwrap();
     assert_eq!(ids(&groups), ["aa"]);
+}
+
+/// `list_at` stays exact through creates and deletes, failed ones
+/// included (a taken `userName`, a taken id, a missing id, a stale
+/// version), whatever the offset.
+pub(crate) async fn list_at_follows_creates_and_deletes(s: &dyn Store) {
+    let t = tenant("t1");
+    let mut want: Vec<String> = Vec::new();
+    for i in [7, 3, 11, 0, 5, 9, 1, 13, 2, 8] {
+        let id = format!("u{i:02}");
+        add_user(s, &t, &id).await;
+        want.push(id);
+    }
+    s.create(&t, &group("g"), &[], &[]).await.unwrap();
+    add_user(s, &tenant("t2"), "u04").await;
+    // Nothing changes on these.
+    let taken = s
+        .create(&t, &user("u04"), &[key("userName", "u07")], &[])
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict { .. })));
+    let id_taken = s.create(&t, &user("g"), &[], &[]).await;
+    assert!(matches!(id_taken, Err(StoreError::Conflict { .. })));
+    let missing = s.delete(&t, Kind::User, "u04", None).await;
+    assert_eq!(missing, Err(StoreError::NotFound));
+    let wrong_kind = s.delete(&t, Kind::Group, "u03", None).await;
+    assert_eq!(wrong_kind, Err(StoreError::NotFound));
+    let stale = s.delete(&t, Kind::User, "u03", Some(2)).await;
+    assert_eq!(stale, Err(StoreError::VersionMismatch));
+    for id in ["u00", "u09", "u13"] {
+        s.delete(&t, Kind::User, id, None).await.unwrap();
+        want.retain(|w| w != id);
+    }
+    add_user(s, &t, "u06").await;
+    want.push("u06".into());
+    want.sort();
+    for offset in 0..=want.len() + 1 {
+        for limit in [1, 3] {
+            let page = s
+                .list_at(&t, Kind::User, offset as u64, limit)
+                .await
+                .unwrap();
+            let expected: Vec<&str> = want
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(String::as_str)
+                .collect();
+            assert_eq!(ids(&page), expected, "offset {offset}, limit {limit}");
+        }
+    }
+    assert_eq!(s.count(&t, Kind::User).await.unwrap(), want.len() as u64);
+    let groups = s.list_at(&t, Kind::Group, 0, 10).await.unwrap();
+    assert_eq!(ids(&groups), ["g"]);
 }
 
 pub(crate) async fn groups_of_many_answers_in_the_order_given(s: &dyn Store) {

@@ -17,6 +17,8 @@
 //! | `members`   | (tenant, group, member)      | kind of the member                     |
 //! | `member_of` | (tenant, member, group)      | ()                                     |
 //! | `counts`    | (tenant, kind)               | number of resources                    |
+//! | `blocks`    | (tenant, kind, first id)     | resources from that id to the next one |
+//! | `meta`      | name                         | format markers (`blocks` built: 1)     |
 //! | `tenants`   | tenant                       | [`TenantRecord`] as JSON               |
 //! | `reveals`   | (tenant, ref hash)           | [`RevealRecord`] as JSON               |
 //! | `pools`     | tenant                       | [`SeatPool`] as JSON                   |
@@ -25,6 +27,23 @@
 //!
 //! Every write is one redb write transaction committed with
 //! [`Durability::Immediate`], i.e. fsynced before the caller hears "ok".
+//!
+//! ## Blocks: `startIndex` without skipping
+//!
+//! redb has no rank queries, so `list_at` would have to skip `offset`
+//! entries one by one. The `blocks` table cuts each (tenant, kind) slice of
+//! `resources`, in id order, into consecutive runs: a block's key is a lower
+//! bound of its ids (the next block's key bounds it above) and its value is
+//! exactly how many resources it holds. Every create and delete of a
+//! resource adjusts its block in the same write transaction; a block above
+//! 2·`BLOCK` entries is split in two (walking it once), an empty one is
+//! dropped, and two neighbours holding `BLOCK` or fewer together are
+//! merged (a key removed, counts added), so a slice of `n` resources has at
+//! most 2n/`BLOCK` + 1 blocks of at most 2·`BLOCK` each. `list_at` sums
+//! block counts up to the block holding `offset` and walks from its first
+//! id: O(n/B + B) whatever the offset. A database without the table (made
+//! by an earlier version) gets it built from `resources` on open, in one
+//! write transaction that also records it as built in `meta`.
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -61,6 +80,16 @@ const REVEALS: TableDefinition<K2, &str> = TableDefinition::new("reveals");
 const POOLS: TableDefinition<&str, &str> = TableDefinition::new("pools");
 const QUEUE: TableDefinition<K3, ()> = TableDefinition::new("queue");
 const AUDIT: TableDefinition<K3, &str> = TableDefinition::new("audit");
+const BLOCKS: TableDefinition<K3, u64> = TableDefinition::new("blocks");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The `meta` entry recording that `blocks` is built, and its format.
+const BLOCKS_BUILT: &str = "blocks";
+const BLOCKS_FORMAT: u64 = 1;
+
+/// Target block size: blocks hold at most twice this many resources, and
+/// any two neighbours more than this many together.
+const BLOCK: u64 = 256;
 
 /// The value of the `resources` table.
 #[derive(Serialize, Deserialize)]
@@ -123,12 +152,27 @@ fn walk<V: redb::Value + 'static>(
     table: &impl ReadableTable<K3, V>,
     prefix: (&str, &str),
     after: Option<&str>,
+    visit: impl FnMut(&str, V::SelfType<'_>) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let from = match after {
+        Some(last) => Bound::Excluded(last),
+        None => Bound::Included(""),
+    };
+    walk_from(table, prefix, from, visit)
+}
+
+/// [`walk`] from a bound on the last key element.
+fn walk_from<V: redb::Value + 'static>(
+    table: &impl ReadableTable<K3, V>,
+    prefix: (&str, &str),
+    from: Bound<&str>,
     mut visit: impl FnMut(&str, V::SelfType<'_>) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
     let (a, b) = prefix;
-    let start = match after {
-        Some(last) => Bound::Excluded((a, b, last)),
-        None => Bound::Included((a, b, "")),
+    let start = match from {
+        Bound::Included(c) => Bound::Included((a, b, c)),
+        Bound::Excluded(c) => Bound::Excluded((a, b, c)),
+        Bound::Unbounded => Bound::Included((a, b, "")),
     };
     for entry in table.range((start, Bound::Unbounded)).map_err(backend)? {
         let (key, value) = entry.map_err(backend)?;
@@ -137,6 +181,96 @@ fn walk<V: redb::Value + 'static>(
             break;
         }
     }
+    Ok(())
+}
+
+fn out_of_step() -> StoreError {
+    StoreError::Backend("the blocks table is out of step with resources".into())
+}
+
+/// A block as (first id, count).
+type Block = (String, u64);
+
+fn block_of(
+    entry: redb::Result<(redb::AccessGuard<'_, K3>, redb::AccessGuard<'_, u64>)>,
+) -> Result<Block, StoreError> {
+    let (key, n) = entry.map_err(backend)?;
+    Ok((key.value().2.to_owned(), n.value()))
+}
+
+/// The block holding `id`: the one with the greatest first id ≤ `id`.
+fn block_holding(
+    blocks: &impl ReadableTable<K3, u64>,
+    prefix: (&str, &str),
+    id: &str,
+) -> Result<Option<Block>, StoreError> {
+    let (a, b) = prefix;
+    let mut range = blocks.range((a, b, "")..=(a, b, id)).map_err(backend)?;
+    range.next_back().map(block_of).transpose()
+}
+
+/// The block before the one starting at `first`, if any.
+fn block_before(
+    blocks: &impl ReadableTable<K3, u64>,
+    prefix: (&str, &str),
+    first: &str,
+) -> Result<Option<Block>, StoreError> {
+    let (a, b) = prefix;
+    let mut range = blocks.range((a, b, "")..(a, b, first)).map_err(backend)?;
+    range.next_back().map(block_of).transpose()
+}
+
+/// The first block whose first id sorts after `id`, if any.
+fn block_after(
+    blocks: &impl ReadableTable<K3, u64>,
+    prefix: (&str, &str),
+    id: &str,
+) -> Result<Option<Block>, StoreError> {
+    let mut next = None;
+    walk_from(blocks, prefix, Bound::Excluded(id), |first, n| {
+        next = Some((first.to_owned(), n));
+        Ok(false)
+    })?;
+    Ok(next)
+}
+
+/// Builds `blocks` from `resources` unless `meta` says it is built (a
+/// database made before blocks existed, or by a different format), in the
+/// caller's write transaction.
+fn build_blocks(txn: &WriteTransaction, size: u64) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    let built = meta.get(BLOCKS_BUILT).map_err(backend)?.map(|g| g.value());
+    if built == Some(BLOCKS_FORMAT) {
+        return Ok(());
+    }
+    txn.delete_table(BLOCKS).map_err(backend)?;
+    let resources = txn.open_table(RESOURCES).map_err(backend)?;
+    let mut blocks = txn.open_table(BLOCKS).map_err(backend)?;
+    // Consecutive runs of `size` ids per (tenant, kind): any two
+    // neighbours hold more than `size` together.
+    let mut run: Option<(String, String, String, u64)> = None;
+    for entry in resources.iter().map_err(backend)? {
+        let (key, _) = entry.map_err(backend)?;
+        let (t, k, id) = key.value();
+        if let Some((rt, rk, _, n)) = &mut run {
+            if rt == t && rk == k && *n < size {
+                *n += 1;
+                continue;
+            }
+        }
+        if let Some((rt, rk, first, n)) = run.take() {
+            blocks
+                .insert((rt.as_str(), rk.as_str(), first.as_str()), n)
+                .map_err(backend)?;
+        }
+        run = Some((t.to_owned(), k.to_owned(), id.to_owned(), 1));
+    }
+    if let Some((rt, rk, first, n)) = run {
+        blocks
+            .insert((rt.as_str(), rk.as_str(), first.as_str()), n)
+            .map_err(backend)?;
+    }
+    meta.insert(BLOCKS_BUILT, BLOCKS_FORMAT).map_err(backend)?;
     Ok(())
 }
 
@@ -153,6 +287,9 @@ struct Tables<'t> {
     pools: Table<'t, &'static str, &'static str>,
     queue: Table<'t, K3, ()>,
     audit: Table<'t, K3, &'static str>,
+    blocks: Table<'t, K3, u64>,
+    /// Target block size (`BLOCK` outside tests).
+    block: u64,
 }
 
 impl Tables<'_> {
@@ -262,7 +399,7 @@ impl Tables<'_> {
 }
 
 impl<'t> Tables<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+    fn open(txn: &'t WriteTransaction, block: u64) -> Result<Tables<'t>, StoreError> {
         Ok(Tables {
             resources: txn.open_table(RESOURCES).map_err(backend)?,
             ids: txn.open_table(IDS).map_err(backend)?,
@@ -275,6 +412,8 @@ impl<'t> Tables<'t> {
             pools: txn.open_table(POOLS).map_err(backend)?,
             queue: txn.open_table(QUEUE).map_err(backend)?,
             audit: txn.open_table(AUDIT).map_err(backend)?,
+            blocks: txn.open_table(BLOCKS).map_err(backend)?,
+            block,
         })
     }
 
@@ -288,6 +427,86 @@ impl<'t> Tables<'t> {
         self.resources
             .insert((tenant, r.kind.name(), r.id.as_str()), json.as_str())
             .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Counts a new row of `resources` (already inserted) in its block.
+    fn index_insert(&mut self, tenant: &str, kind: Kind, id: &str) -> Result<(), StoreError> {
+        let prefix = (tenant, kind.name());
+        let (first, n) = match block_holding(&self.blocks, prefix, id)? {
+            Some((first, n)) => (first, n + 1),
+            // Below every block: the first block now starts at `id`.
+            None => match block_after(&self.blocks, prefix, id)? {
+                Some((first, n)) => {
+                    self.blocks
+                        .remove((tenant, kind.name(), first.as_str()))
+                        .map_err(backend)?;
+                    (id.to_owned(), n + 1)
+                }
+                None => (id.to_owned(), 1),
+            },
+        };
+        if n > 2 * self.block {
+            return self.split(prefix, &first, n);
+        }
+        self.blocks
+            .insert((tenant, kind.name(), first.as_str()), n)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Writes the block starting at `first`, holding `n` resources, as two
+    /// halves, walking the first half once to find where the second starts.
+    fn split(&mut self, prefix: (&str, &str), first: &str, n: u64) -> Result<(), StoreError> {
+        let half = n / 2;
+        let mut seen = 0;
+        let mut middle = None;
+        walk_from(&self.resources, prefix, Bound::Included(first), |id, _| {
+            if seen == half {
+                middle = Some(id.to_owned());
+                return Ok(false);
+            }
+            seen += 1;
+            Ok(true)
+        })?;
+        let middle = middle.ok_or_else(out_of_step)?;
+        let (a, b) = prefix;
+        self.blocks.insert((a, b, first), half).map_err(backend)?;
+        self.blocks
+            .insert((a, b, middle.as_str()), n - half)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Uncounts a removed row of `resources`; drops its block if empty, or
+    /// merges it with a neighbour when the two hold `block` or fewer.
+    fn index_remove(&mut self, tenant: &str, kind: Kind, id: &str) -> Result<(), StoreError> {
+        let prefix = (tenant, kind.name());
+        let (t, k) = prefix;
+        let (first, n) = block_holding(&self.blocks, prefix, id)?.ok_or_else(out_of_step)?;
+        let n = n.checked_sub(1).ok_or_else(out_of_step)?;
+        let first = first.as_str();
+        if n == 0 {
+            self.blocks.remove((t, k, first)).map_err(backend)?;
+            return Ok(());
+        }
+        if let Some((prev, p)) = block_before(&self.blocks, prefix, first)? {
+            if p + n <= self.block {
+                self.blocks.remove((t, k, first)).map_err(backend)?;
+                self.blocks
+                    .insert((t, k, prev.as_str()), p + n)
+                    .map_err(backend)?;
+                return Ok(());
+            }
+        }
+        if let Some((next, m)) = block_after(&self.blocks, prefix, first)? {
+            if n + m <= self.block {
+                self.blocks.remove((t, k, next.as_str())).map_err(backend)?;
+                self.blocks.insert((t, k, first), n + m).map_err(backend)?;
+                return Ok(());
+            }
+        }
+        self.blocks.insert((t, k, first), n).map_err(backend)?;
         Ok(())
     }
 
@@ -442,6 +661,8 @@ impl<'t> Tables<'t> {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Target block size of the `blocks` table.
+    block: u64,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -454,6 +675,13 @@ impl EmbeddedStore {
     /// Opens the database at `path`, creating it and its directory if needed.
     /// redb locks the file, so a second process opening it fails here.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        EmbeddedStore::open_with_blocks(path, BLOCK)
+    }
+
+    /// [`EmbeddedStore::open`] with another target block size (tests use
+    /// tiny blocks to split and merge often).
+    fn open_with_blocks(path: &Path, block: u64) -> Result<EmbeddedStore, StoreError> {
+        let block = block.max(1);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
@@ -461,10 +689,15 @@ impl EmbeddedStore {
         let db = Database::create(path).map_err(backend)?;
         // A read transaction cannot open a table that was never created, so
         // create them all once rather than special-casing "missing" on reads.
+        // The same transaction builds `blocks` for a database that lacks it.
         let txn = db.begin_write().map_err(backend)?;
-        Tables::open(&txn)?;
+        build_blocks(&txn, block)?;
+        Tables::open(&txn, block)?;
         txn.commit().map_err(backend)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            block,
+        })
     }
 
     /// Runs `f` on a snapshot, off the async runtime (redb blocks on I/O).
@@ -488,13 +721,13 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        let (db, block) = (Arc::clone(&self.db), self.block);
         blocking(move || {
             let mut txn = db.begin_write().map_err(backend)?;
             // The default already, but an acknowledged write surviving a
             // crash is the contract, so do not depend on a default.
             txn.set_durability(Durability::Immediate).map_err(backend)?;
-            let result = Tables::open(&txn).and_then(|mut tables| f(&mut tables));
+            let result = Tables::open(&txn, block).and_then(|mut tables| f(&mut tables));
             match result {
                 Ok(value) => {
                     txn.commit().map_err(backend)?;
@@ -639,6 +872,7 @@ impl Store for EmbeddedStore {
                     keys: key_pairs(&keys),
                 },
             )?;
+            w.index_insert(t, kind, &id)?;
             w.apply_pool(t, &pool)?;
             w.record(t, &audit)
         })
@@ -754,6 +988,7 @@ impl Store for EmbeddedStore {
             w.resources
                 .remove((t, kind.name(), id.as_str()))
                 .map_err(backend)?;
+            w.index_remove(t, kind, &id)?;
             w.ids.remove((t, id.as_str())).map_err(backend)?;
             for (attr, value) in &row.keys {
                 w.release(t, kind, attr, value, &id)?;
@@ -833,18 +1068,34 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<StoredResource>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |txn| {
-            let resources = txn.open_table(RESOURCES).map_err(backend)?;
             let mut out = Vec::new();
             if limit == 0 {
                 return Ok(out);
             }
-            // Skipped entries cost a key comparison each; their values are
-            // never decoded.
-            let mut skip = offset;
-            walk(
+            let prefix = (tenant.as_str(), kind.name());
+            // Whole blocks before `offset` are skipped by their counts ...
+            let blocks = txn.open_table(BLOCKS).map_err(backend)?;
+            let mut before = 0;
+            let mut start = None;
+            walk(&blocks, prefix, None, |first, n| {
+                if before + n > offset {
+                    start = Some(first.to_owned());
+                    return Ok(false);
+                }
+                before += n;
+                Ok(true)
+            })?;
+            let Some(start) = start else {
+                return Ok(out); // past the end
+            };
+            // ... and the rest of the way one entry at a time, within one
+            // block: a key comparison each, values never decoded.
+            let resources = txn.open_table(RESOURCES).map_err(backend)?;
+            let mut skip = offset - before;
+            walk_from(
                 &resources,
-                (tenant.as_str(), kind.name()),
-                None,
+                prefix,
+                Bound::Included(start.as_str()),
                 |_, json| {
                     if skip > 0 {
                         skip -= 1;
@@ -1292,8 +1543,10 @@ impl Store for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
     use crate::store::contract::{
-        add, add_user, group, key, member, member_ids, tenant, update, user,
+        add, add_user, group, ids, key, member, member_ids, resource, tenant, update, user,
     };
 
     /// A store in a fresh temporary directory, which outlives it.
@@ -1367,6 +1620,295 @@ mod tests {
             .create(&t, &user("u2"), &[key("userName", "u1")], &[])
             .await;
         assert!(matches!(taken, Err(StoreError::Conflict { .. })));
+    }
+
+    /// A small deterministic PRNG (xorshift64*), so failures replay.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    /// What the store should hold: ids per (tenant, kind), each id's kind
+    /// and the holder of each `userName` key, per tenant.
+    #[derive(Default)]
+    struct Model {
+        lists: BTreeMap<(String, Kind), BTreeSet<String>>,
+        kinds: HashMap<(String, String), Kind>,
+        keys: HashMap<(String, Kind, String), String>,
+    }
+
+    impl Model {
+        fn list(&self, t: &str, kind: Kind) -> Vec<String> {
+            self.lists
+                .get(&(t.to_owned(), kind))
+                .map(|ids| ids.iter().cloned().collect())
+                .unwrap_or_default()
+        }
+    }
+
+    /// Checks the `blocks` table against `resources`: every block's count
+    /// is exact, no block is empty or above 2·`block`, two neighbours hold
+    /// more than `block` together, and the first block starts at or below
+    /// the first id. Returns the number of blocks.
+    fn check_blocks(s: &EmbeddedStore) -> usize {
+        let txn = s.db.begin_read().unwrap();
+        let mut ids: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for entry in txn.open_table(RESOURCES).unwrap().iter().unwrap() {
+            let (key, _) = entry.unwrap();
+            let (t, k, id) = key.value();
+            ids.entry((t.into(), k.into())).or_default().push(id.into());
+        }
+        let mut blocks: BTreeMap<(String, String), Vec<(String, u64)>> = BTreeMap::new();
+        for entry in txn.open_table(BLOCKS).unwrap().iter().unwrap() {
+            let (key, n) = entry.unwrap();
+            let (t, k, first) = key.value();
+            blocks
+                .entry((t.into(), k.into()))
+                .or_default()
+                .push((first.into(), n.value()));
+        }
+        assert_eq!(
+            blocks.keys().collect::<Vec<_>>(),
+            ids.keys().collect::<Vec<_>>(),
+            "blocks for exactly the non-empty slices"
+        );
+        let mut total = 0;
+        for (prefix, runs) in &blocks {
+            let ids = &ids[prefix];
+            assert!(
+                runs[0].0.as_str() <= ids[0].as_str(),
+                "{prefix:?} starts late"
+            );
+            for (i, (first, n)) in runs.iter().enumerate() {
+                let next = runs.get(i + 1).map(|(f, _)| f.as_str());
+                let held = ids
+                    .iter()
+                    .filter(|id| {
+                        id.as_str() >= first.as_str() && next.is_none_or(|f| id.as_str() < f)
+                    })
+                    .count() as u64;
+                assert_eq!(*n, held, "{prefix:?} block {first:?}");
+                assert!(
+                    *n >= 1 && *n <= 2 * s.block,
+                    "{prefix:?} block {first:?} holds {n}"
+                );
+                if let Some((_, m)) = runs.get(i + 1) {
+                    assert!(
+                        n + m > s.block,
+                        "{prefix:?} neighbours at {first:?}: {n} + {m}"
+                    );
+                }
+            }
+            total += runs.len();
+        }
+        total
+    }
+
+    /// `list_at` for every offset (and past the end, and limit 0) against
+    /// the model.
+    async fn check_pages(s: &EmbeddedStore, model: &Model, rng: &mut Rng) {
+        for t in ["t1", "t2"] {
+            for kind in [Kind::User, Kind::Group] {
+                let want = model.list(t, kind);
+                let tid = tenant(t);
+                for offset in 0..=want.len() + 2 {
+                    let limit = 1 + rng.below(5) as usize;
+                    let page = s.list_at(&tid, kind, offset as u64, limit).await.unwrap();
+                    let expected: Vec<&str> = want
+                        .iter()
+                        .skip(offset)
+                        .take(limit)
+                        .map(String::as_str)
+                        .collect();
+                    assert_eq!(ids(&page), expected, "{t} {kind:?} at {offset}, {limit}");
+                    assert!(page.iter().all(|r| r.kind == kind));
+                }
+                let far = s.list_at(&tid, kind, u64::MAX, 10).await.unwrap();
+                assert!(far.is_empty());
+                assert!(s.list_at(&tid, kind, 0, 0).await.unwrap().is_empty());
+                let count = s.count(&tid, kind).await.unwrap();
+                assert_eq!(count, want.len() as u64);
+            }
+        }
+    }
+
+    /// Random creates and deletes (some failing: an id taken in either
+    /// kind, a `userName` taken, a missing id, a stale version) across two
+    /// tenants and both kinds, with blocks small enough to split and merge
+    /// all the time.
+    #[tokio::test]
+    async fn list_at_matches_a_model_under_random_creates_and_deletes() {
+        for block in [1, 2, 5] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = EmbeddedStore::open_with_blocks(&dir.path().join("scim.redb"), block).unwrap();
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ block);
+            let mut model = Model::default();
+            let (mut failed_creates, mut failed_deletes) = (0, 0);
+            for step in 1..=900 {
+                let t = ["t1", "t2"][rng.below(2) as usize];
+                let kind = [Kind::User, Kind::Group][rng.below(2) as usize];
+                let id = format!("id-{:03}", rng.below(60));
+                let tid = tenant(t);
+                if rng.below(100) < 60 {
+                    let name = format!("n{}", rng.below(40));
+                    let result = s
+                        .create(
+                            &tid,
+                            &resource(kind, &id, &name),
+                            &[key("userName", &name)],
+                            &[],
+                        )
+                        .await;
+                    let id_free = !model.kinds.contains_key(&(t.into(), id.clone()));
+                    let name_key = (t.to_owned(), kind, name);
+                    let name_free = !model.keys.contains_key(&name_key);
+                    if id_free && name_free {
+                        result.unwrap();
+                        model.kinds.insert((t.into(), id.clone()), kind);
+                        model.keys.insert(name_key, id.clone());
+                        model.lists.entry((t.into(), kind)).or_default().insert(id);
+                    } else {
+                        assert!(
+                            matches!(result, Err(StoreError::Conflict { .. })),
+                            "{result:?}"
+                        );
+                        failed_creates += 1;
+                    }
+                } else {
+                    let stale = rng.below(10) == 0;
+                    let expected = stale.then_some(2);
+                    let result = s.delete(&tid, kind, &id, expected).await;
+                    let held = model.kinds.get(&(t.into(), id.clone())) == Some(&kind);
+                    if held && !stale {
+                        result.unwrap();
+                        model.kinds.remove(&(t.into(), id.clone()));
+                        model.keys.retain(|(kt, kk, _), holder| {
+                            !(kt == t && *kk == kind && *holder == id)
+                        });
+                        if let Some(ids) = model.lists.get_mut(&(t.into(), kind)) {
+                            ids.remove(&id);
+                        }
+                    } else {
+                        assert!(result.is_err(), "{t} {kind:?} {id}");
+                        failed_deletes += 1;
+                    }
+                }
+                if step % 60 == 0 {
+                    check_blocks(&s);
+                    check_pages(&s, &model, &mut rng).await;
+                }
+            }
+            assert!(failed_creates > 50 && failed_deletes > 50);
+        }
+    }
+
+    /// More than 2·BLOCK resources at the real block size, created out of
+    /// order, then most of them deleted: splits, then drops and merges.
+    #[tokio::test]
+    async fn blocks_split_and_merge_at_the_real_block_size() {
+        let (s, _dir) = open();
+        let t = tenant("t1");
+        let mut rng = Rng(42);
+        let n = 4 * BLOCK;
+        // Descending then ascending halves: new firsts and new lasts.
+        let mut order: Vec<u64> = (0..n / 2).rev().chain(n / 2..n).collect();
+        let mut model = Model::default();
+        for i in &order {
+            let id = format!("u{i:05}");
+            add_user(&s, &t, &id).await;
+            model
+                .lists
+                .entry(("t1".into(), Kind::User))
+                .or_default()
+                .insert(id);
+        }
+        assert!(check_blocks(&s) >= 3, "split more than once");
+        check_pages(&s, &model, &mut rng).await;
+        // Delete all but 20, in a shuffled order.
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for (done, i) in order.iter().take(order.len() - 20).enumerate() {
+            let id = format!("u{i:05}");
+            s.delete(&t, Kind::User, &id, None).await.unwrap();
+            if let Some(ids) = model.lists.get_mut(&("t1".into(), Kind::User)) {
+                ids.remove(&id);
+            }
+            if done % 97 == 0 {
+                check_blocks(&s);
+            }
+        }
+        assert_eq!(check_blocks(&s), 1);
+        check_pages(&s, &model, &mut rng).await;
+    }
+
+    /// A data dir made before blocks existed (no `blocks`, no `meta`), or
+    /// whose `blocks` is not marked built, gets them built on open.
+    #[tokio::test]
+    async fn blocks_are_built_on_open_for_a_database_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scim.redb");
+        let mut model = Model::default();
+        {
+            let s = EmbeddedStore::open(&path).unwrap();
+            for (t, kind, n) in [
+                ("t1", Kind::User, 23),
+                ("t1", Kind::Group, 7),
+                ("t2", Kind::User, 11),
+            ] {
+                for i in 0..n {
+                    let id = format!("{}-{i:02}", kind.name());
+                    s.create(&tenant(t), &resource(kind, &id, &id), &[], &[])
+                        .await
+                        .unwrap();
+                    model.lists.entry((t.into(), kind)).or_default().insert(id);
+                }
+            }
+        }
+        let strip = |stale: bool| {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            if stale {
+                // Marked not built, with a wrong block left behind.
+                txn.open_table(BLOCKS)
+                    .unwrap()
+                    .insert(("t1", "User", "User-05"), 99)
+                    .unwrap();
+                txn.open_table(META).unwrap().remove(BLOCKS_BUILT).unwrap();
+            } else {
+                assert!(txn.delete_table(BLOCKS).unwrap());
+                assert!(txn.delete_table(META).unwrap());
+            }
+            txn.commit().unwrap();
+        };
+        let mut rng = Rng(7);
+        for stale in [false, true] {
+            strip(stale);
+            let s = EmbeddedStore::open_with_blocks(&path, 4).unwrap();
+            assert!(check_blocks(&s) >= 5);
+            check_pages(&s, &model, &mut rng).await;
+            // And it keeps up with writes afterwards.
+            let (gone, new) = if stale {
+                ("User-04", "User-98")
+            } else {
+                ("User-03", "User-99")
+            };
+            s.delete(&tenant("t1"), Kind::User, gone, None)
+                .await
+                .unwrap();
+            add_user(&s, &tenant("t1"), new).await;
+            let users = model.lists.get_mut(&("t1".into(), Kind::User)).unwrap();
+            users.remove(gone);
+            users.insert(new.into());
+            check_blocks(&s);
+            check_pages(&s, &model, &mut rng).await;
+        }
     }
 
     /// A member's kind is the stored resource's, whatever the caller says
