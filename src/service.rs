@@ -891,7 +891,16 @@ impl Service {
                 .write(ctx, &cur, input.attrs.clone(), delta, plan)
                 .await
             {
-                Ok(new) => return self.reply(ctx, 200, &new, proj).await,
+                Ok(mut new) => {
+                    // The written state carries the old member count; the
+                    // answer (and whether it may list them) needs the new.
+                    if let Some(m) = &members {
+                        let unique: std::collections::HashSet<&str> =
+                            m.iter().map(|r| r.id.as_str()).collect();
+                        new.member_count = unique.len() as u64;
+                    }
+                    return self.reply(ctx, 200, &new, proj).await;
+                }
                 Err(StoreError::VersionMismatch) if pinned.is_none() => backoff(attempt).await,
                 Err(StoreError::PoolChanged) => {
                     known = Some(
@@ -1276,12 +1285,16 @@ impl Service {
             ([Kind::User], Some(f), None) => members::group_filter(f),
             _ => None,
         };
+        // Where the member page's records end: its cursor's key when the
+        // whole page is shown (some records may name no user any more).
+        let mut member_last: Option<String> = None;
         let (total, page, more): (u64, Vec<StoredResource>, bool) =
-            if let Some(group) = member_filter {
+            if let Some(group) = &member_filter {
                 let after = cursor.as_ref().and_then(|c| c.k.as_deref());
                 let p = self
                     .member_page(ctx, group, offset, after, q.count as usize)
                     .await?;
+                member_last = p.last;
                 (p.total, p.users, p.more)
             } else {
                 match (kinds, &q.filter, &q.sort_by) {
@@ -1345,18 +1358,18 @@ impl Service {
         match q.paging {
             PagingParam::Index(start) => Ok(list_response(resources, total, Some(start), None)),
             PagingParam::Cursor(_) => {
-                let next = if more && !shown.is_empty() {
+                let last = match member_last {
+                    Some(id) if shown.len() == page.len() => Some(id),
+                    _ => shown.last().map(|r| r.id.clone()),
+                };
+                let next = if more && last.is_some() {
                     let keyset = member_filter.is_some()
                         || (kinds.len() == 1 && q.filter.is_none() && q.sort_by.is_none());
                     Some(self.cursors.encode(&CursorState {
                         t: ctx.tenant.as_str().to_owned(),
                         q: fingerprint,
                         o: end,
-                        k: if keyset {
-                            shown.last().map(|r| r.id.clone())
-                        } else {
-                            None
-                        },
+                        k: if keyset { last } else { None },
                         e: now_unix() + CURSOR_TTL_SECS,
                     })?)
                 } else {

@@ -31,7 +31,7 @@ const CACHED_GROUPS: usize = 64;
 
 /// The group a filter asks the members of: `groups.value eq "{id}"` (or
 /// `groups eq "{id}"`, `value` being the default sub-attribute).
-pub(super) fn group_filter(f: &Filter) -> Option<&str> {
+pub(super) fn group_filter(f: &Filter) -> Option<String> {
     match f {
         Filter::Compare {
             path,
@@ -44,7 +44,8 @@ pub(super) fn group_filter(f: &Filter) -> Option<&str> {
                 .as_deref()
                 .is_none_or(|s| s.eq_ignore_ascii_case("value")) =>
         {
-            Some(v)
+            // `groups.value` is not caseExact, and ids are minted lower-case.
+            Some(v.to_ascii_lowercase())
         }
         _ => None,
     }
@@ -93,6 +94,9 @@ pub(super) struct MemberPage {
     pub total: u64,
     pub users: Vec<StoredResource>,
     pub more: bool,
+    /// The last member id the page covers, where the next page starts
+    /// after (a membership whose user is gone is covered, not shown).
+    pub last: Option<String>,
 }
 
 impl Service {
@@ -148,6 +152,7 @@ impl Service {
             total: 0,
             users: Vec::new(),
             more: false,
+            last: None,
         };
         // A filter naming no group of this tenant matches nobody.
         let Some(group) = self
@@ -159,7 +164,9 @@ impl Service {
             return Ok(empty);
         };
         let index = self.member_index(ctx, &group).await?;
-        if count == 0 || offset >= index.users {
+        // A cursor continues after its key, wherever that now is (members
+        // before it may have left since): only index pages stop at the end.
+        if count == 0 || (after.is_none() && offset >= index.users) {
             return Ok(MemberPage {
                 total: index.users,
                 ..empty
@@ -207,6 +214,7 @@ impl Service {
         }
         let more = ids.len() > count;
         ids.truncate(count);
+        let last = ids.last().cloned();
         let mut found = self
             .store
             .get_many(&ctx.tenant, &ids)
@@ -218,6 +226,7 @@ impl Service {
             total: index.users,
             users: found,
             more,
+            last,
         })
     }
 }

@@ -240,7 +240,7 @@ fn block_after(
 fn build_blocks(txn: &WriteTransaction, size: u64) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META).map_err(backend)?;
     let built = meta.get(BLOCKS_BUILT).map_err(backend)?.map(|g| g.value());
-    if built == Some(BLOCKS_FORMAT) {
+    if built == Some(BLOCKS_FORMAT) && blocks_agree_with_counts(txn)? {
         return Ok(());
     }
     txn.delete_table(BLOCKS).map_err(backend)?;
@@ -272,6 +272,30 @@ fn build_blocks(txn: &WriteTransaction, size: u64) -> Result<(), StoreError> {
     }
     meta.insert(BLOCKS_BUILT, BLOCKS_FORMAT).map_err(backend)?;
     Ok(())
+}
+
+/// Whether each (tenant, kind)'s block counts add up to its resource
+/// count: a cheap check (one entry per block and per count) that catches
+/// blocks left behind by a binary that did not keep them, e.g. after a
+/// downgrade and an upgrade again.
+fn blocks_agree_with_counts(txn: &WriteTransaction) -> Result<bool, StoreError> {
+    let blocks = txn.open_table(BLOCKS).map_err(backend)?;
+    let counts = txn.open_table(COUNTS).map_err(backend)?;
+    let mut sums: std::collections::HashMap<(String, String), u64> = Default::default();
+    for entry in blocks.iter().map_err(backend)? {
+        let (key, n) = entry.map_err(backend)?;
+        let (t, k, _) = key.value();
+        *sums.entry((t.to_owned(), k.to_owned())).or_default() += n.value();
+    }
+    for entry in counts.iter().map_err(backend)? {
+        let (key, n) = entry.map_err(backend)?;
+        let (t, k) = key.value();
+        let sum = sums.remove(&(t.to_owned(), k.to_owned())).unwrap_or(0);
+        if sum != n.value() {
+            return Ok(false);
+        }
+    }
+    Ok(sums.values().all(|&n| n == 0))
 }
 
 /// Every table, opened inside one write transaction.
@@ -1871,16 +1895,20 @@ mod tests {
                 }
             }
         }
-        let strip = |stale: bool| {
+        // 0: no blocks at all; 1: marked not built, with a wrong block left
+        // behind; 2: marked built, but out of step with the resources (a
+        // binary that did not keep blocks wrote in between).
+        let strip = |mode: u8| {
             let db = Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
-            if stale {
-                // Marked not built, with a wrong block left behind.
+            if mode > 0 {
                 txn.open_table(BLOCKS)
                     .unwrap()
                     .insert(("t1", "User", "User-05"), 99)
                     .unwrap();
-                txn.open_table(META).unwrap().remove(BLOCKS_BUILT).unwrap();
+                if mode == 1 {
+                    txn.open_table(META).unwrap().remove(BLOCKS_BUILT).unwrap();
+                }
             } else {
                 assert!(txn.delete_table(BLOCKS).unwrap());
                 assert!(txn.delete_table(META).unwrap());
@@ -1888,16 +1916,16 @@ mod tests {
             txn.commit().unwrap();
         };
         let mut rng = Rng(7);
-        for stale in [false, true] {
-            strip(stale);
+        for mode in [0u8, 1, 2] {
+            strip(mode);
             let s = EmbeddedStore::open_with_blocks(&path, 4).unwrap();
             assert!(check_blocks(&s) >= 5);
             check_pages(&s, &model, &mut rng).await;
             // And it keeps up with writes afterwards.
-            let (gone, new) = if stale {
-                ("User-04", "User-98")
-            } else {
-                ("User-03", "User-99")
+            let (gone, new) = match mode {
+                0 => ("User-03", "User-99"),
+                1 => ("User-04", "User-98"),
+                _ => ("User-06", "User-97"),
             };
             s.delete(&tenant("t1"), Kind::User, gone, None)
                 .await

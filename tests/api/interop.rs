@@ -319,3 +319,90 @@ async fn a_member_add_and_a_patch_of_that_user_never_conflict() {
         .total();
     assert_eq!(total, 48);
 }
+
+/// A group's members page by page through `groups.value eq`: index and
+/// cursor pages, nested groups left out, and a cursor that keeps its place
+/// when members before it leave.
+#[tokio::test]
+async fn a_groups_members_page_through_the_groups_value_filter() {
+    let s = TestServer::start().await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        users.push(s.create_user(&format!("paged{i}@example.com")).await);
+    }
+    users.sort();
+    let nested = s.create_group("Nested", &[]).await;
+    let mut all: Vec<&str> = users.iter().map(String::as_str).collect();
+    all.push(&nested);
+    let gid = s.create_group("Paged", &all).await;
+    let filter = enc(&format!("groups.value eq \"{gid}\""));
+    let ids = |r: &Resp| -> Vec<String> {
+        r.resources()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Index pages: users only, in id order; the id matches in any case.
+    let upper = enc(&format!("groups.value eq \"{}\"", gid.to_uppercase()));
+    let r = s
+        .get(&format!("/Users?filter={upper}&startIndex=2&count=2"))
+        .await
+        .expect(200);
+    assert_eq!(r.total(), 5);
+    assert_eq!(ids(&r), users[1..3]);
+    assert_eq!(r.resources()[0]["groups"][0]["value"], gid.as_str());
+    let r = s
+        .get(&format!("/Users?filter={filter}&startIndex=5&count=2"))
+        .await
+        .expect(200);
+    assert_eq!(ids(&r), users[4..]);
+    let r = s
+        .get(&format!("/Users?filter={filter}&startIndex=6&count=2"))
+        .await
+        .expect(200);
+    assert_eq!((r.total(), r.resources().len()), (5, 0));
+
+    // Cursor pages; the first member leaves between pages 1 and 2.
+    let first = s
+        .get(&format!("/Users?filter={filter}&count=2&cursor"))
+        .await
+        .expect(200);
+    assert_eq!(ids(&first), users[..2]);
+    s.patch(
+        &format!("/Groups/{gid}"),
+        patch_op(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[0])}])),
+    )
+    .await
+    .expect(200);
+    let next = first.body["nextCursor"].as_str().unwrap();
+    let second = s
+        .get(&format!(
+            "/Users?filter={filter}&count=2&cursor={}",
+            enc(next)
+        ))
+        .await
+        .expect(200);
+    assert_eq!(second.total(), 4);
+    assert_eq!(ids(&second), users[2..4]);
+    let next = second.body["nextCursor"].as_str().unwrap();
+    let third = s
+        .get(&format!(
+            "/Users?filter={filter}&count=2&cursor={}",
+            enc(next)
+        ))
+        .await
+        .expect(200);
+    assert_eq!(ids(&third), users[4..]);
+    assert!(third.body.get("nextCursor").is_none(), "{}", third.body);
+
+    // A group of another tenant, or none: no members.
+    let none = s
+        .get(&format!(
+            "/Users?filter={}",
+            enc("groups.value eq \"00000000-0000-0000-0000-000000000000\"")
+        ))
+        .await
+        .expect(200);
+    assert_eq!(none.total(), 0);
+}
