@@ -280,12 +280,13 @@ impl BulkRequest {
             .collect()
     }
 
-    /// The order to run the operations in: every POST before the
-    /// operations that reference its `bulkId`, otherwise the request's
-    /// order (Kahn's algorithm, always taking the first ready operation).
-    /// A cycle of references refuses the request, naming its `bulkId`s.
+    /// The order to run the operations in: the request's order, each
+    /// operation preceded by the POSTs it references (and theirs), depth
+    /// first. Only what a reference needs moves forward, so operations on
+    /// the same resource keep their order (`[PUT X (refs u), DELETE X,
+    /// POST u]` runs POST u, PUT X, DELETE X). A cycle of references
+    /// refuses the request, naming its `bulkId`s.
     pub fn execution_order(&self) -> ScimResult<Vec<usize>> {
-        let n = self.operations.len();
         let definers = self.definers();
         let deps: Vec<BTreeSet<usize>> = self
             .operations
@@ -297,38 +298,15 @@ impl BulkRequest {
                     .collect()
             })
             .collect();
-        let mut dependents = vec![Vec::new(); n];
-        for (i, d) in deps.iter().enumerate() {
-            for &j in d {
-                dependents[j].push(i);
-            }
-        }
-        let mut indegree: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
-        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(i) = ready.pop_first() {
-            order.push(i);
-            for &d in &dependents[i] {
-                indegree[d] -= 1;
-                if indegree[d] == 0 {
-                    ready.insert(d);
-                }
-            }
-        }
-        if order.len() == n {
-            return Ok(order);
-        }
-        // Every operation left waits for another one left: follow those
-        // links from the first until one repeats; that loop is a cycle.
-        let left = |i: usize| indegree[i] > 0;
-        let mut path: Vec<usize> = Vec::new();
-        let mut cur = (0..n).find(|&i| left(i));
-        while let Some(c) = cur {
-            if let Some(pos) = path.iter().position(|&p| p == c) {
-                let names: Vec<String> = path[pos..]
+        let mut state = vec![Visit::New; deps.len()];
+        let mut order = Vec::with_capacity(deps.len());
+        let mut path = Vec::new();
+        for i in 0..deps.len() {
+            if let Err(cycle) = visit(i, &deps, &mut state, &mut order, &mut path) {
+                let names: Vec<String> = cycle
                     .iter()
-                    .chain(std::iter::once(&c))
-                    .map(|&i| self.operations[i].bulk_id.clone().unwrap_or_default())
+                    .filter_map(|&i| self.operations.get(i))
+                    .map(|op| op.bulk_id.clone().unwrap_or_default())
                     .collect();
                 return Err(ScimError::invalid_value(format!(
                     "the bulkId references form a cycle: {} (each operation's data \
@@ -336,12 +314,8 @@ impl BulkRequest {
                     names.join(" → ")
                 )));
             }
-            path.push(c);
-            cur = deps[c].iter().copied().find(|&d| left(d));
         }
-        Err(ScimError::invalid_value(
-            "the bulkId references form a cycle; nothing was performed",
-        ))
+        Ok(order)
     }
 
     /// Operation `i` with its references resolved against the ids the
@@ -461,6 +435,45 @@ fn op_json(r: &OpResult) -> Value {
     Value::Object(o)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    New,
+    /// On the current path: meeting it again closes a cycle.
+    Open,
+    Done,
+}
+
+/// Depth-first: `i`'s dependencies, then `i`. A cycle comes back as the
+/// operations on it, the first repeated at the end. The depth is bounded by
+/// `maxOperations`.
+fn visit(
+    i: usize,
+    deps: &[BTreeSet<usize>],
+    state: &mut [Visit],
+    order: &mut Vec<usize>,
+    path: &mut Vec<usize>,
+) -> Result<(), Vec<usize>> {
+    match state.get(i).copied() {
+        Some(Visit::Done) | None => return Ok(()),
+        Some(Visit::Open) => {
+            let from = path.iter().position(|&p| p == i).unwrap_or(0);
+            let mut cycle = path[from..].to_vec();
+            cycle.push(i);
+            return Err(cycle);
+        }
+        Some(Visit::New) => {}
+    }
+    state[i] = Visit::Open;
+    path.push(i);
+    for &d in deps.get(i).into_iter().flatten() {
+        visit(d, deps, state, order, path)?;
+    }
+    path.pop();
+    state[i] = Visit::Done;
+    order.push(i);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -492,6 +505,18 @@ mod tests {
         assert_eq!(g.data, json!({"members": [{"value": "A"}, {"value": "B"}]}));
         let p = r.resolve(1, &created).unwrap();
         assert_eq!((p.kind, p.id.as_deref()), (Kind::User, Some("B")));
+    }
+
+    #[test]
+    fn only_what_a_reference_needs_moves_forward() {
+        let r = parse(&req(json!([
+            {"method": "PUT", "path": "/Users/x", "data": {"manager": {"value": "bulkId:u"}}},
+            {"method": "DELETE", "path": "/Users/x"},
+            post("Users", "u", json!({})),
+            {"method": "PATCH", "path": "/Users/y", "data": {}},
+        ])))
+        .unwrap();
+        assert_eq!(r.execution_order().unwrap(), vec![2, 0, 1, 3]);
     }
 
     #[test]
