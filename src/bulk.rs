@@ -122,6 +122,15 @@ async fn run_one(
     let r = match req.resolve(i, created) {
         Ok(r) => r,
         Err((target, e)) => {
+            // Refused before reaching the service, which records the
+            // refusals it decides: record this one the same way.
+            let (kind, id) = match &target {
+                Some((kind, id)) => (Some(*kind), id.as_str()),
+                None => (op.kind(), ""),
+            };
+            if let Some(kind) = kind {
+                service.note_refusal(ctx, kind, id, op.data(), &e).await;
+            }
             result.location = target.map(|(kind, id)| render::location(&ctx.base_url, kind, &id));
             result.outcome = Err(e);
             return (result, None);

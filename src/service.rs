@@ -464,7 +464,7 @@ impl Service {
     /// A refused SCIM write leaves a record of why (not atomic with
     /// anything: nothing changed), so an admin can see why a user never
     /// arrived.
-    async fn note_refusal(
+    pub async fn note_refusal(
         &self,
         ctx: &Ctx,
         kind: Kind,

@@ -69,6 +69,22 @@ pub struct Operation {
     refs: BTreeSet<String>,
 }
 
+impl Operation {
+    /// The resource type its `path` names, if it names one.
+    pub fn kind(&self) -> Option<Kind> {
+        let path = self.path.as_ref()?.as_str()?;
+        let first = path.trim_start_matches('/').split('/').next()?;
+        [Kind::User, Kind::Group]
+            .into_iter()
+            .find(|k| k.endpoint().eq_ignore_ascii_case(first))
+    }
+
+    /// Its `data`, as sent.
+    pub fn data(&self) -> Option<&Value> {
+        self.data.as_ref()
+    }
+}
+
 /// A parsed BulkRequest.
 #[derive(Debug, Clone)]
 pub struct BulkRequest {

@@ -270,6 +270,36 @@ async fn unknown_and_failed_references_fail_only_their_operations() {
     let groups = s.get("/Groups").await.expect(200);
     assert_eq!(groups.total(), 1, "{}", groups.body);
     assert_eq!(groups.resources()[0]["displayName"], json!("Fine"));
+    // Every refusal is in the audit trail, those decided before the
+    // service (the references) as well as the 409.
+    let refused = s
+        .admin(
+            Method::GET,
+            &format!("/tenants/{TENANT}/audit?outcome=refused&order=asc"),
+            None,
+        )
+        .await
+        .expect(200);
+    let records = refused.body["records"].as_array().unwrap();
+    let seen: Vec<(u64, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().unwrap_or_default(),
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (400, "Group", "Ghosts"),
+            (409, "User", "taken@example.com"),
+            (400, "Group", "Dependents"),
+        ],
+        "{records:#?}"
+    );
 }
 
 #[tokio::test]
