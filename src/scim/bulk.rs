@@ -255,6 +255,17 @@ fn reference(s: &str) -> Option<&str> {
     s.strip_prefix(REFERENCE_PREFIX).filter(|r| !r.is_empty())
 }
 
+/// A PATCH operation's `path` may name a member by reference inside its
+/// filter: `members[value eq "bulkId:u"]`. Those quoted references count
+/// too (the odd pieces of the string split at `"` are the quoted ones).
+fn is_patch_path(key: &str) -> bool {
+    key.eq_ignore_ascii_case("path")
+}
+
+fn quoted_refs(s: &str) -> impl Iterator<Item = &str> {
+    s.split('"').skip(1).step_by(2).filter_map(reference)
+}
+
 fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::String(s) => {
@@ -263,7 +274,14 @@ fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
             }
         }
         Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
-        Value::Object(o) => o.values().for_each(|x| collect_refs(x, out)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                if let (true, Value::String(s)) = (is_patch_path(k), x) {
+                    out.extend(quoted_refs(s).map(str::to_owned));
+                }
+                collect_refs(x, out);
+            }
+        }
         _ => {}
     }
 }
@@ -278,11 +296,30 @@ fn substitute(v: &Value, created: &HashMap<String, String>) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(|x| substitute(x, created)).collect()),
         Value::Object(o) => Value::Object(
             o.iter()
-                .map(|(k, x)| (k.clone(), substitute(x, created)))
+                .map(|(k, x)| match (is_patch_path(k), x) {
+                    (true, Value::String(s)) if reference(s).is_none() => {
+                        (k.clone(), Value::String(substitute_quoted(s, created)))
+                    }
+                    _ => (k.clone(), substitute(x, created)),
+                })
                 .collect(),
         ),
         _ => v.clone(),
     }
+}
+
+/// `s` with each quoted reference replaced by the id it names.
+fn substitute_quoted(s: &str, created: &HashMap<String, String>) -> String {
+    s.split('"')
+        .enumerate()
+        .map(
+            |(i, piece)| match (i % 2, reference(piece).and_then(|r| created.get(r))) {
+                (1, Some(id)) => id.as_str(),
+                _ => piece,
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\"")
 }
 
 impl BulkRequest {
@@ -521,6 +558,24 @@ mod tests {
         assert_eq!(g.data, json!({"members": [{"value": "A"}, {"value": "B"}]}));
         let p = r.resolve(1, &created).unwrap();
         assert_eq!((p.kind, p.id.as_deref()), (Kind::User, Some("B")));
+    }
+
+    #[test]
+    fn a_reference_inside_a_patch_filter_path_is_resolved() {
+        let r = parse(&req(json!([
+            {"method": "PATCH", "path": "/Groups/g", "data": {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "remove", "path": "members[value eq \"bulkId:u\"]"}]}},
+            post("Users", "u", json!({})),
+        ])))
+        .unwrap();
+        assert_eq!(r.execution_order().unwrap(), vec![1, 0]);
+        let created: HashMap<String, String> = [("u".to_owned(), "ID".to_owned())].into();
+        let p = r.resolve(0, &created).unwrap();
+        assert_eq!(
+            p.data["Operations"][0]["path"],
+            json!("members[value eq \"ID\"]")
+        );
     }
 
     #[test]

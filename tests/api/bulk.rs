@@ -723,3 +723,27 @@ async fn member_adds_of_a_bulk_and_of_single_patches_are_all_kept() {
     let all: Vec<&str> = ids.iter().map(String::as_str).collect();
     assert_eq!(member_ids(&doc), sorted(&all));
 }
+
+#[tokio::test]
+async fn a_reference_in_a_patch_filter_path_names_the_created_member() {
+    let s = TestServer::start().await;
+    let keep = s.create_user("stays@example.com").await;
+    let r = s
+        .post(
+            "/Bulk",
+            bulk(json!([
+                // Listed first: the PATCH's filter references a later POST.
+                {"method": "PATCH", "path": "/Groups/bulkId:g", "data": {
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "remove", "path": "members[value eq \"bulkId:u\"]"}]}},
+                post_user("u", "leaves@example.com"),
+                post_group("g", "Filtered", &["bulkId:u", keep.as_str()]),
+            ])),
+        )
+        .await;
+    let ops = ops(&r);
+    assert_eq!(statuses(&ops), ["200", "201", "201"], "{}", r.body);
+    let g = id_of(&ops[2]);
+    let doc = s.get(&format!("/Groups/{g}")).await.expect(200).body;
+    assert_eq!(member_ids(&doc), [keep]);
+}
