@@ -371,7 +371,7 @@ impl Service {
                 Kind::Group => self.represent(ctx, r, &proj, false).await?,
             };
             let doc = proj.apply(r.kind, doc);
-            bytes += doc.to_string().len();
+            bytes += json_len(&doc);
             if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
                 break;
             }
@@ -505,10 +505,7 @@ impl Service {
         proj: &Projection,
     ) -> ScimResult<Reply> {
         let out = self.create_inner(ctx, kind, body, proj).await;
-        if let Err(e) = &out {
-            self.note_refusal(ctx, kind, "", Some(body), e).await;
-        }
-        out
+        self.recorded(ctx, kind, "", Some(body), out).await
     }
 
     pub async fn replace(
@@ -521,10 +518,7 @@ impl Service {
         proj: &Projection,
     ) -> ScimResult<Reply> {
         let out = self.replace_inner(ctx, kind, id, body, cond, proj).await;
-        if let Err(e) = &out {
-            self.note_refusal(ctx, kind, id, Some(body), e).await;
-        }
-        out
+        self.recorded(ctx, kind, id, Some(body), out).await
     }
 
     pub async fn patch(
@@ -537,10 +531,7 @@ impl Service {
         proj: &Projection,
     ) -> ScimResult<Reply> {
         let out = self.patch_inner(ctx, kind, id, body, cond, proj).await;
-        if let Err(e) = &out {
-            self.note_refusal(ctx, kind, id, None, e).await;
-        }
-        out
+        self.recorded(ctx, kind, id, None, out).await
     }
 
     pub async fn delete(
@@ -551,8 +542,20 @@ impl Service {
         cond: &Conditions,
     ) -> ScimResult<Reply> {
         let out = self.delete_inner(ctx, kind, id, cond).await;
+        self.recorded(ctx, kind, id, None, out).await
+    }
+
+    /// A write's outcome, its refusal (if it is one) recorded first.
+    async fn recorded(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        id: &str,
+        body: Option<&Value>,
+        out: ScimResult<Reply>,
+    ) -> ScimResult<Reply> {
         if let Err(e) = &out {
-            self.note_refusal(ctx, kind, id, None, e).await;
+            self.note_refusal(ctx, kind, id, body, e).await;
         }
         out
     }
@@ -1544,6 +1547,24 @@ fn contention() -> ScimError {
 }
 
 /// A group PATCH answer leaves out a large member list unless asked for.
+/// The length of `v` as JSON, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// The answer to a write leaves out `members` that one response could not
 /// carry (the write is done; the group is read by pages instead).
 fn fit_members(r: &StoredResource, proj: &Projection) -> Projection {

@@ -45,6 +45,12 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("scim.redb")).unwrap());
+    with_acme(store, dir).await
+}
+
+/// `store` wired like `app::serve_local` does, with tenant `acme` (token
+/// [`TOKEN`]); mail goes to an outbox in `dir`.
+async fn with_acme(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Fixture {
     let mailer = Arc::new(scim_provisioning::mail::Outbox::new(
         dir.path().join("outbox"),
         "scim@localhost".into(),
@@ -77,7 +83,7 @@ mod seed;
 
 /// Tenant `acme` (token [`TOKEN`]) on a fresh DynamoDB table of the
 /// emulator `AWS_ENDPOINT_URL` points at, created from template.yaml.
-async fn dynamodb_fixture() -> (AppState, String) {
+async fn dynamodb_fixture() -> (Fixture, String) {
     assert!(
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         "needs AWS_ENDPOINT_URL; run scripts/test.sh, which starts the AWS emulator"
@@ -102,32 +108,10 @@ async fn dynamodb_fixture() -> (AppState, String) {
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mailer = Arc::new(scim_provisioning::mail::Outbox::new(
-        dir.path().join("outbox"),
-        "scim@localhost".into(),
-    ));
-    let state = scim_provisioning::app::build_state(
-        Arc::new(ddb),
-        &[7u8; 32],
-        Arc::new(InlineVault),
-        mailer,
-        std::time::Duration::from_secs(3600),
-        AdminAuth::Iam,
-    );
-    let acme = TenantId::parse("acme").unwrap();
-    state
-        .admin
-        .ensure_tenant(&acme, "Acme", "it@acme.example")
-        .await
-        .unwrap();
-    let startup = scim_provisioning::audit::Origin::service(180);
-    state
-        .credentials
-        .preset(&acme, TOKEN, &startup)
-        .await
-        .unwrap();
-    (state, table)
+    (
+        with_acme(Arc::new(ddb), tempfile::tempdir().unwrap()).await,
+        table,
+    )
 }
 
 /// An HTTP API (v2) GET of `path` (under the Tenant URL) with `query`
@@ -909,7 +893,8 @@ const LAMBDA_RESPONSE_LIMIT: usize = 6_000_000;
 
 #[tokio::test]
 async fn huge_group_answers_through_lambda_stay_under_the_response_limit() {
-    let (state, table) = dynamodb_fixture().await;
+    let (f, table) = dynamodb_fixture().await;
+    let state = f.state.clone();
     let svc = lambda_service(state.clone());
     let ctx = scim_provisioning::service::Ctx {
         tenant: TenantId::parse("acme").unwrap(),

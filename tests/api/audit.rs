@@ -12,15 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 async fn trail(s: &TestServer, query: &str) -> Vec<Value> {
-    let r = s
-        .admin(
-            Method::GET,
-            &format!("/tenants/{TENANT}/audit?{query}"),
-            None,
-        )
-        .await
-        .expect(200);
-    r.body["records"].as_array().cloned().unwrap_or_default()
+    s.audit_trail(query).await
 }
 
 fn ops(records: &[Value]) -> Vec<String> {

@@ -272,15 +272,7 @@ async fn unknown_and_failed_references_fail_only_their_operations() {
     assert_eq!(groups.resources()[0]["displayName"], json!("Fine"));
     // Every refusal is in the audit trail, those decided before the
     // service (the references) as well as the 409.
-    let refused = s
-        .admin(
-            Method::GET,
-            &format!("/tenants/{TENANT}/audit?outcome=refused&order=asc"),
-            None,
-        )
-        .await
-        .expect(200);
-    let records = refused.body["records"].as_array().unwrap();
+    let records = s.audit_trail("outcome=refused&order=asc").await;
     let seen: Vec<(u64, &str, &str)> = records
         .iter()
         .map(|r| {

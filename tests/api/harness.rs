@@ -375,6 +375,19 @@ impl TestServer {
     }
 
     /// Creates a tenant through the admin API.
+    /// The main tenant's audit records for an audit query string.
+    pub async fn audit_trail(&self, query: &str) -> Vec<Value> {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/tenants/{TENANT}/audit?{query}"),
+                None,
+            )
+            .await
+            .expect(200);
+        r.body["records"].as_array().cloned().unwrap_or_default()
+    }
+
     pub async fn create_tenant(&self, id: &str, admin_email: &str) -> Value {
         self.admin(
             Method::POST,
