@@ -81,11 +81,18 @@ fn endpoint() -> &'static str {
         .0
 }
 
-async fn open() -> DynamoStore {
-    open_with(Timing::default()).await
-}
+/// The emulator serves one request at a time and the tests run in
+/// parallel, so a call may queue behind another test's burst for seconds:
+/// the Lambda-tuned 3 s attempt timeout would fail it on a busy machine.
+/// The same limits as the HTTP harness; tests of the limits themselves use
+/// `store_at`.
+const EMULATOR: Timing = Timing {
+    budget: Duration::from_secs(60),
+    connect_timeout: Duration::from_secs(10),
+    attempt_timeout: Duration::from_secs(60),
+};
 
-async fn open_with(timing: Timing) -> DynamoStore {
+async fn open() -> DynamoStore {
     let conf = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
@@ -93,7 +100,7 @@ async fn open_with(timing: Timing) -> DynamoStore {
         .load()
         .await;
     let table = format!("scim-test-{}", uuid::Uuid::new_v4());
-    let store = DynamoStore::with_timing(&conf, table.clone(), timing);
+    let store = DynamoStore::with_timing(&conf, table.clone(), EMULATOR);
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml");
     create_table_from_template(store.client(), &template, &table)
         .await
@@ -376,15 +383,9 @@ async fn member_changes_of_a_missing_group_are_not_found_and_leave_nothing() {
 
 #[tokio::test]
 async fn simultaneous_single_member_adds_to_one_group_all_count() {
-    // The emulator serves one request at a time: 100 requests queue there,
-    // so the attempt timeout is raised (a timed-out attempt may still be
-    // served, which would test the emulator's queue, not the store).
-    let timing = Timing {
-        budget: Duration::from_secs(60),
-        connect_timeout: Duration::from_secs(10),
-        attempt_timeout: Duration::from_secs(60),
-    };
-    let s = open_with(timing).await;
+    // 100 requests queue at the emulator: a timed-out attempt may still be
+    // served, which would test the emulator's queue, not the store.
+    let s = open().await;
     let t = tenant("t1");
     s.create(&t, &group("g"), &[], &[]).await.unwrap();
     let users = seed_users(&s, &t, "u", 100).await;
