@@ -136,6 +136,16 @@ fn v2_get(path: &str, query: &[(&str, &str)]) -> Value {
     ev
 }
 
+/// An HTTP API (v2) request with a JSON `body` to `path` (under the
+/// Tenant URL), on stage `prod`.
+fn v2_send(method: &str, path: &str, body: &Value) -> Value {
+    let mut ev = v2_get(path, &[]);
+    ev["requestContext"]["http"]["method"] = json!(method);
+    ev["headers"]["content-type"] = json!("application/scim+json");
+    ev["body"] = json!(body.to_string());
+    ev
+}
+
 fn event(name: &str) -> Value {
     let path = format!("{}/tests/events/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
@@ -916,7 +926,7 @@ async fn huge_group_answers_through_lambda_stay_under_the_response_limit() {
     let client = seed::client().await;
     seed::seed_members(&client, &table, "acme", &gid, 100_000).await;
     let page: Vec<String> = (0..1000).map(seed::seeded_id).collect();
-    seed::seed_users_like(&client, &table, "acme", &template, &gid, &page).await;
+    seed::seed_users(&client, &table, "acme", &template, Some(&gid), &page).await;
 
     let sized = |resp: &Value| {
         let len = serde_json::to_vec(resp).unwrap().len();
@@ -971,4 +981,86 @@ async fn huge_group_answers_through_lambda_stay_under_the_response_limit() {
     assert_eq!(list["itemsPerPage"], 1000);
     assert_eq!(list["Resources"][999]["id"], seed::seeded_id(999));
     println!("a page of 1,000 members through Lambda: {len} bytes");
+}
+
+/// A PUT that takes a group from one member to 10,001, more than one
+/// answer may carry: the write is done and its answer leaves `members`
+/// out, judged by the new member count (by the old one, a PUT of 100,000
+/// members would answer some 15 MB, which API Gateway turns into a 502).
+/// One member fewer, and the whole group is one answer again.
+#[tokio::test]
+async fn a_put_over_the_member_cap_answers_without_members() {
+    const CAP: usize = 10_000;
+    let (f, table) = dynamodb_fixture().await;
+    let svc = lambda_service(f.state.clone());
+    let (template, _) = create_user(&svc, "template@acme.example").await;
+    let group = |members: &[String]| {
+        let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Everyone",
+            "members": members,
+        })
+    };
+    let resp = invoke(
+        &svc,
+        v2_send("POST", "/Groups", &group(std::slice::from_ref(&template))),
+        "cap-create",
+    )
+    .await;
+    assert_eq!(resp["statusCode"], 201, "{resp:#}");
+    let gid = body(&resp)["id"].as_str().unwrap().to_owned();
+    let users: Vec<String> = (0..=CAP).map(seed::seeded_id).collect();
+    seed::seed_users(
+        &seed::client().await,
+        &table,
+        "acme",
+        &template,
+        None,
+        &users,
+    )
+    .await;
+
+    let sized = |resp: &Value| {
+        let len = serde_json::to_vec(resp).unwrap().len();
+        assert!(len < LAMBDA_RESPONSE_LIMIT, "a {len}-byte Lambda answer");
+    };
+    let path = format!("/Groups/{gid}");
+    let resp = invoke(&svc, v2_send("PUT", &path, &group(&users)), "cap-put").await;
+    sized(&resp);
+    assert_eq!(resp["statusCode"], 200, "{resp:#}");
+    let b = body(&resp);
+    assert_eq!(b["displayName"], "Everyone");
+    assert!(b.get("members").is_none(), "members answered");
+
+    let resp = invoke(&svc, v2_get(&path, &[]), "cap-get").await;
+    assert_eq!(resp["statusCode"], 400, "{resp:#}");
+    assert_eq!(body(&resp)["scimType"], "tooMany");
+    let filter = format!("groups.value eq \"{gid}\"");
+    let resp = invoke(
+        &svc,
+        v2_get(
+            "/Users",
+            &[
+                ("filter", &filter),
+                ("count", "1"),
+                ("attributes", "userName"),
+            ],
+        ),
+        "cap-members",
+    )
+    .await;
+    assert_eq!(body(&resp)["totalResults"], CAP + 1, "{resp:#}");
+
+    let leave = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "remove", "path": format!("members[value eq \"{}\"]", users[0])}],
+    });
+    let resp = invoke(&svc, v2_send("PATCH", &path, &leave), "cap-leave").await;
+    assert_eq!(resp["statusCode"], 200, "{resp:#}");
+    let resp = invoke(&svc, v2_get(&path, &[]), "cap-whole").await;
+    sized(&resp);
+    assert_eq!(resp["statusCode"], 200, "{resp:#}");
+    let members = body(&resp)["members"].as_array().unwrap().len();
+    assert_eq!(members, CAP);
 }

@@ -726,3 +726,70 @@ async fn cursor_paging_survives_deletes_between_pages() {
         }
     }
 }
+
+/// One answer carries at most 4 MiB of resources (Lambda answers at most
+/// 6 MB): a page of big resources ends early, `itemsPerPage` under `count`,
+/// and the next page, by index or by cursor, starts with the first one left
+/// out, so nobody is skipped or repeated.
+#[tokio::test]
+async fn a_page_too_big_for_one_response_ends_early_and_the_next_continues() {
+    const USERS: usize = 20;
+    const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+    let s = TestServer::start().await;
+    // Each user is just under the 256 KiB one resource may take: 20 of them
+    // are about 4.8 MB, so the first page cannot hold them all.
+    let filler = "x".repeat(240_000);
+    let mut ids = Vec::with_capacity(USERS);
+    for i in 0..USERS {
+        let mut body = user(&format!("big{i:02}@example.com"));
+        body["title"] = json!(filler);
+        ids.push(s.post("/Users", body).await.expect(201).id());
+    }
+    ids.sort();
+    let fits = |r: &Resp| {
+        let bytes: usize = r
+            .resources()
+            .iter()
+            .map(|x| serde_json::to_vec(x).map_or(0, |v| v.len()))
+            .sum();
+        assert!(bytes <= MAX_PAGE_BYTES, "{bytes} bytes of resources");
+    };
+
+    let (mut seen, mut start, mut sizes) = (Vec::new(), 1, Vec::new());
+    while seen.len() < USERS {
+        let r = s
+            .get(&format!("/Users?startIndex={start}&count={USERS}"))
+            .await
+            .expect(200);
+        let n = r.resources().len();
+        check_index_page(&r, USERS as u64, start as u64, n);
+        assert!(n > 0, "an empty page before the end");
+        fits(&r);
+        seen.extend(ids_of(&r));
+        sizes.push(n);
+        start += n;
+    }
+    assert_eq!(seen, ids);
+    assert!(sizes[0] < USERS, "the first page was cut: {sizes:?}");
+
+    let (mut seen, mut cursor, mut sizes) = (Vec::new(), String::new(), Vec::new());
+    loop {
+        let r = s
+            .get(&format!("/Users?count={USERS}&cursor={}", enc(&cursor)))
+            .await
+            .expect(200);
+        assert_eq!(r.body["totalResults"], json!(USERS), "{}", r.body);
+        let n = r.resources().len();
+        assert_eq!(r.body["itemsPerPage"], json!(n));
+        fits(&r);
+        seen.extend(ids_of(&r));
+        sizes.push(n);
+        match r.body.get("nextCursor") {
+            Some(Value::String(c)) => cursor = c.clone(),
+            _ => break,
+        }
+        assert!(sizes.len() < USERS, "cursor pages never end: {sizes:?}");
+    }
+    assert_eq!(seen, ids);
+    assert!(sizes[0] < USERS, "the first page was cut: {sizes:?}");
+}

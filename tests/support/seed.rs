@@ -87,15 +87,15 @@ pub async fn seed_members(
         .unwrap();
 }
 
-/// Makes seeded members `ids` users: clones of user `template` (an item
-/// the service wrote) under their own id and userName, each with the
-/// reverse membership record that lists `group` among its groups.
-pub async fn seed_users_like(
+/// Users `ids`, clones of user `template` (an item the service wrote)
+/// under their own id and userName; with `group`, each also has the
+/// reverse membership record that lists it among its groups.
+pub async fn seed_users(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     tenant: &str,
     template: &str,
-    group: &str,
+    group: Option<&str>,
     ids: &[String],
 ) {
     let original = client
@@ -127,11 +127,13 @@ pub async fn seed_users_like(
         item.insert("lic".into(), s("none"));
         item.remove("licAt");
         items.push(item);
-        items.push(Item::from([
-            ("PK".to_owned(), s(format!("T#{tenant}#M#{id}"))),
-            ("SK".to_owned(), s(format!("G#{group}"))),
-            ("k".to_owned(), s("User")),
-        ]));
+        if let Some(group) = group {
+            items.push(Item::from([
+                ("PK".to_owned(), s(format!("T#{tenant}#M#{id}"))),
+                ("SK".to_owned(), s(format!("G#{group}"))),
+                ("k".to_owned(), s("User")),
+            ]));
+        }
     }
     put_all(client, table, items).await;
 }
