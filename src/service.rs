@@ -1402,9 +1402,7 @@ impl Service {
                 .filter
                 .as_ref()
                 .is_some_and(|f| mentions_computed(f, kind))
-                || q.sort_by
-                    .as_ref()
-                    .is_some_and(|s| is_computed(kind, &s.name));
+                || q.sort_by.as_ref().is_some_and(|s| is_computed(kind, s));
             // Equality on an indexed attribute: one lookup instead of a scan.
             let lookup = q.filter.as_ref().and_then(|f| index_lookup(kind, f));
             let mut after: Option<String> = None;
@@ -1638,17 +1636,25 @@ fn index_lookup(kind: Kind, f: &Filter) -> Option<Lookup> {
     }
 }
 
-fn is_computed(kind: Kind, name: &str) -> bool {
-    matches!(
-        (kind, name.to_ascii_lowercase().as_str()),
-        (Kind::Group, "members") | (Kind::User, "groups")
-    )
+/// Whether `path` names a value the resource's item does not hold: a
+/// group's members, a user's groups, and a user's `meta.version`, whose
+/// tag covers its groups (`meta` alone may mean its version too).
+fn is_computed(kind: Kind, path: &filter::AttrPath) -> bool {
+    if path.urn.is_some() {
+        return false;
+    }
+    let sub = path.sub.as_deref().map(str::to_ascii_lowercase);
+    match (kind, path.name.to_ascii_lowercase().as_str()) {
+        (Kind::Group, "members") | (Kind::User, "groups") => true,
+        (Kind::User, "meta") => matches!(sub.as_deref(), None | Some("version")),
+        _ => false,
+    }
 }
 
 fn mentions_computed(f: &Filter, kind: Kind) -> bool {
     match f {
         Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
-            path.urn.is_none() && is_computed(kind, &path.name)
+            is_computed(kind, path)
         }
         Filter::And(a, b) | Filter::Or(a, b) => {
             mentions_computed(a, kind) || mentions_computed(b, kind)

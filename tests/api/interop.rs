@@ -195,6 +195,12 @@ async fn a_users_etag_changes_when_it_joins_leaves_or_its_group_is_renamed() {
         .await
         .expect(200);
     assert_eq!(listed.resources()[0]["meta"]["version"], v1.as_str());
+    // A filter on the tag compares the tag the user has, groups included.
+    for (tag, found) in [(&v1, 1), (&v0, 0)] {
+        let by_tag = enc(&format!("meta.version eq {}", json!(tag)));
+        let r = s.get(&format!("/Users?filter={by_tag}")).await.expect(200);
+        assert_eq!(r.total(), found, "meta.version eq {tag}: {}", r.body);
+    }
     let slim = s
         .get(&format!("{path}?excludedAttributes=groups"))
         .await
