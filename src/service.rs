@@ -38,8 +38,9 @@ const MEMBER_BATCH: usize = 1000;
 /// answer, 10,000 keep it far below Lambda's 6 MB response limit, whatever
 /// the ids and Tenant URL.
 pub const MAX_MEMBERS_PER_RESPONSE: u64 = 10_000;
-/// Most bytes of resources one list page carries (Lambda's limit is 6 MB
-/// for the whole answer, JSON-escaped).
+/// Most bytes of resources one list page carries, counted as they travel
+/// in a Lambda answer (see [`json_len`]; Lambda's limit is 6 MB for the
+/// whole answer).
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Who is asking and under which URL their resources live.
@@ -1544,13 +1545,16 @@ fn contention() -> ScimError {
     }
 }
 
-/// A group PATCH answer leaves out a large member list unless asked for.
-/// The length of `v` as JSON, without building the text.
+/// The length of `v` as JSON in a Lambda answer, without building the
+/// text. The runtime sends the body as a JSON string, so every `"` and `\`
+/// of the body takes two bytes there: text full of them (escaped JSON in an
+/// attribute, say) would otherwise double past the 6 MB limit.
 fn json_len(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
+            let escaped = b.iter().filter(|&&c| c == b'"' || c == b'\\').count();
+            self.0 += b.len() + escaped;
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -1584,6 +1588,7 @@ fn too_many_members(r: &StoredResource) -> ScimError {
     )
 }
 
+/// A group PATCH answer leaves out a large member list unless asked for.
 fn patch_projection(kind: Kind, r: &StoredResource, proj: &Projection) -> Projection {
     const INLINE_MEMBERS: u64 = 1000;
     if kind == Kind::Group
