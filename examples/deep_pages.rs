@@ -32,6 +32,7 @@ fn user(id: &str) -> StoredResource {
         last_modified: "2024-01-01T00:00:00Z".into(),
         attrs,
         member_count: 0,
+        settling: false,
     }
 }
 

@@ -239,7 +239,7 @@ impl Service {
             Kind::User => Some(self.groups_of(ctx, &cur.id).await?),
             Kind::Group => None,
         };
-        let tag = render::etag_of(cur.kind, cur.version, groups.as_deref());
+        let tag = render::etag_of(cur, groups.as_deref());
         check_if_match(cond, cur.version, &tag)
     }
 
@@ -584,6 +584,7 @@ impl Service {
             last_modified: now.clone(),
             attrs: input.attrs,
             member_count: members.len() as u64,
+            settling: false,
         };
         let keys = resource::unique_keys(kind, &r.attrs);
         if kind == Kind::Group {
@@ -671,6 +672,7 @@ impl Service {
             last_modified: now,
             attrs: input.attrs,
             member_count: 0,
+            settling: false,
         };
         let keys = resource::unique_keys(Kind::User, &r.attrs);
         let rec = audit::describe(
@@ -820,7 +822,7 @@ impl Service {
         } else {
             (self.load(ctx, kind, id).await?, None)
         };
-        let tag = render::etag_of(kind, r.version, groups.as_deref());
+        let tag = render::etag_of(&r, groups.as_deref());
         if let Some(h) = &cond.if_none_match
             && render::etag_matches(h, &tag)
         {
@@ -943,6 +945,7 @@ impl Service {
             last_modified: now_rfc3339(),
             attrs,
             member_count: cur.member_count,
+            settling: false,
         };
         let mut rec = audit::describe(
             &ctx.origin,

@@ -78,7 +78,9 @@ async fn with_acme(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Fixture {
     Fixture { _dir: dir, state }
 }
 
+// Shared with tests/api, which uses more of it.
 #[path = "support/seed.rs"]
+#[allow(dead_code)]
 mod seed;
 
 /// Tenant `acme` (token [`TOKEN`]) on a fresh DynamoDB table of the

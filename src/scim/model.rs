@@ -50,6 +50,12 @@ pub struct StoredResource {
     /// attributes, never written by an IdP.
     #[serde(default)]
     pub product: Product,
+    /// A group change spread over several store transactions (DynamoDB
+    /// writes big member changes in chunks) is under way: its members may
+    /// still change without a new version, so nothing derived from them may
+    /// be cached under this one. Never stored in the document.
+    #[serde(skip)]
+    pub settling: bool,
 }
 
 /// What the product keeps about a user beside its SCIM attributes.

@@ -43,11 +43,18 @@ pub fn user_etag(version: u64, groups: &[GroupRef]) -> String {
     format!("W/\"{version}-{hex}\"")
 }
 
+/// What ends the tag of a group in the middle of a chunked member change.
+const SETTLING: &str = "-settling";
+
 /// The ETag of a resource as rendered: `groups` must be the user's groups.
-pub fn etag_of(kind: Kind, version: u64, groups: Option<&[GroupRef]>) -> String {
-    match kind {
-        Kind::User => user_etag(version, groups.unwrap_or_default()),
-        Kind::Group => etag(version),
+/// A group in the middle of a chunked member change (`settling`) has the
+/// new version but not yet all its members: its tag is one that the
+/// finished state does not share, and that no header matches.
+pub fn etag_of(r: &StoredResource, groups: Option<&[GroupRef]>) -> String {
+    match r.kind {
+        Kind::User => user_etag(r.version, groups.unwrap_or_default()),
+        Kind::Group if r.settling => format!("W/\"{}{SETTLING}\"", r.version),
+        Kind::Group => etag(r.version),
     }
 }
 
@@ -65,10 +72,13 @@ pub fn parse_etags(header: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// Whether a header's tags name the current ETag (`*` always does).
+/// Whether a header's tags name the current ETag (`*` always does). A
+/// settling group's tag names a state that is still changing: neither a
+/// 304 nor a conditional write may rely on it, so only `*` matches it.
 pub fn etag_matches(header: &str, current: &str) -> bool {
     match parse_etags(header) {
         None => true,
+        Some(_) if opaque(current).ends_with(SETTLING) => false,
         Some(tags) => tags.iter().any(|t| t == opaque(current)),
     }
 }
@@ -157,7 +167,7 @@ pub fn render(
             "created": r.created,
             "lastModified": r.last_modified,
             "location": location(base_url, kind, &r.id),
-            "version": etag_of(kind, r.version, groups),
+            "version": etag_of(r, groups),
         }),
     );
     Value::Object(out)

@@ -134,7 +134,11 @@ impl Service {
             users,
             marks,
         });
-        self.member_indexes.put(t, &group.id, index.clone());
+        // While a chunked change is under way its later chunks change the
+        // members without a new version: an index of this one would go stale.
+        if !group.settling {
+            self.member_indexes.put(t, &group.id, index.clone());
+        }
         Ok(index)
     }
 

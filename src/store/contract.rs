@@ -103,6 +103,7 @@ pub(crate) fn resource(kind: Kind, id: &str, name: &str) -> StoredResource {
         last_modified: "2024-01-01T00:00:00Z".into(),
         attrs,
         member_count: 0,
+        settling: false,
     }
 }
 

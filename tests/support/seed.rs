@@ -137,3 +137,28 @@ pub async fn seed_users(
     }
     put_all(client, table, items).await;
 }
+
+/// Sets (`Some` deadline, epoch seconds) or removes the mark that the
+/// first transaction of a chunked member change leaves on its group, as a
+/// writer that died between its chunks would leave it.
+pub async fn set_settling(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    tenant: &str,
+    group: &str,
+    until: Option<i64>,
+) {
+    let update = client
+        .update_item()
+        .table_name(table)
+        .key("PK", s(format!("T#{tenant}")))
+        .key("SK", s(format!("R#Group#{group}")))
+        .expression_attribute_names("#mw", "mw");
+    let update = match until {
+        Some(t) => update
+            .update_expression("SET #mw = :mw")
+            .expression_attribute_values(":mw", AttributeValue::N(t.to_string())),
+        None => update.update_expression("REMOVE #mw"),
+    };
+    update.send().await.unwrap();
+}

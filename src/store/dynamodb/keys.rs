@@ -32,6 +32,9 @@ pub(super) const AFTER: &str = "after";
 /// beside the document so a hand-over can set them without rewriting it.
 pub(super) const LIC: &str = "lic";
 pub(super) const LIC_AT: &str = "licAt";
+/// On a group: until when (epoch seconds) a member change written in
+/// several transactions may still be adding its later chunks.
+pub(super) const MW: &str = "mw";
 /// The table's TTL attribute (epoch seconds), declared in `template.yaml`.
 pub(super) const EXPIRES_AT: &str = "expiresAt";
 
@@ -231,6 +234,11 @@ pub(super) fn resource_item(
     Ok(item)
 }
 
+/// Epoch seconds now.
+pub(super) fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 pub(super) fn decode_resource(item: &Item) -> Result<StoredResource, StoreError> {
     let mut r: StoredResource = serde_json::from_str(get_s(item, DOC)?).map_err(corrupt)?;
     r.version = u64::try_from(get_n(item, VER)?).map_err(corrupt)?;
@@ -239,6 +247,9 @@ pub(super) fn decode_resource(item: &Item) -> Result<StoredResource, StoreError>
     if let Ok(lm) = get_s(item, LM) {
         lm.clone_into(&mut r.last_modified);
     }
+    // Set by the first transaction of a chunked member change, removed
+    // after its last; the deadline outlives a writer that died between.
+    r.settling = get_n(item, MW).is_ok_and(|until| until > unix_now());
     // A hand-over sets these without touching the document.
     if let Some(l) = get_s(item, LIC)
         .ok()

@@ -103,6 +103,16 @@ impl std::fmt::Debug for DynamoStore {
     }
 }
 
+/// How long readers treat a group as settling after the first transaction
+/// of a chunked member change, if its writer never clears the mark: far
+/// beyond the Lambda timeout (28 s) that bounds any one request.
+const SETTLE_SECS: i64 = 300;
+
+/// The settling deadline for a change with `rest` chunks after its first.
+fn settle_deadline(rest: &[Range<usize>]) -> Option<i64> {
+    (!rest.is_empty()).then(|| unix_now() + SETTLE_SECS)
+}
+
 /// Time limits of DynamoDB calls. The defaults suit Lambda; tests against
 /// the (slow, single-threaded) emulator raise them through
 /// `DYNAMODB_RETRY_BUDGET_MS` and `DYNAMODB_ATTEMPT_TIMEOUT_MS`.
@@ -648,9 +658,50 @@ impl DynamoStore {
 
     /// Member changes beyond the first transaction, one transaction per
     /// chunk. Each adjusts the count without bumping the version: the
-    /// operation made one new version, in its first transaction. A member
-    /// deleted meanwhile is skipped; a group deleted meanwhile ends it.
+    /// operation made one new version, in its first transaction, which also
+    /// marked the group settling until `settle`; the mark is removed after
+    /// the last chunk, whatever its outcome. A member deleted meanwhile is
+    /// skipped; a group deleted meanwhile ends it.
     async fn write_chunks(
+        &self,
+        t: &TenantId,
+        group: &str,
+        ops: &[MemberOp],
+        ranges: &[Range<usize>],
+        audit: Option<&AuditRecord>,
+        settle: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let written = self.write_chunk_parts(t, group, ops, ranges, audit).await;
+        if let Some(until) = settle {
+            self.settled(t, group, until).await;
+        }
+        written
+    }
+
+    /// Removes the settling mark `until` from a group, unless a later
+    /// chunked change set its own. Best effort: a mark left behind expires.
+    async fn settled(&self, t: &TenantId, group: &str, until: i64) {
+        let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
+        let result = with_retries("UpdateItem (settled)", self.budget, transient_code, || {
+            self.client
+                .update_item()
+                .table_name(self.table.as_ref())
+                .set_key(Some(group_key.clone()))
+                .update_expression("REMOVE #mw")
+                .condition_expression("#mw = :mw")
+                .expression_attribute_names("#mw", MW)
+                .expression_attribute_values(":mw", n(until))
+                .send()
+        })
+        .await;
+        match result {
+            Ok(_)
+            | Err(CallError::Service(UpdateItemError::ConditionalCheckFailedException(_))) => {}
+            Err(e) => tracing::warn!(error = %e.into_store(), group, "clearing a settling mark"),
+        }
+    }
+
+    async fn write_chunk_parts(
         &self,
         t: &TenantId,
         group: &str,
@@ -719,21 +770,30 @@ impl DynamoStore {
             .split_first()
             .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
         let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
+        let settle = settle_deadline(rest);
         self.transact("TransactWriteItems (members)", true, |drops| {
             let part = chunk(ops, &first, drops);
             let mut tx = Tx::new(Arc::clone(&self.table));
+            let mut expr = Expr::new()
+                .name("#lm", LM)
+                .name("#ver", VER)
+                .name("#mc", MC)
+                .value(":now", s(now))
+                .value(":one", n(1))
+                .value(":d", n(net(&part)))
+                .value(":v", n(expected));
+            let set = match settle {
+                Some(until) => {
+                    expr = expr.name("#mw", MW).value(":mw", n(until));
+                    "SET #lm = :now, #mw = :mw ADD #ver :one, #mc :d"
+                }
+                None => "SET #lm = :now ADD #ver :one, #mc :d",
+            };
             tx.update(
                 group_key.clone(),
-                "SET #lm = :now ADD #ver :one, #mc :d",
+                set,
                 Some("#ver = :v"),
-                Expr::new()
-                    .name("#lm", LM)
-                    .name("#ver", VER)
-                    .name("#mc", MC)
-                    .value(":now", s(now))
-                    .value(":one", n(1))
-                    .value(":d", n(net(&part)))
-                    .value(":v", n(expected)),
+                expr,
                 Tag::Target {
                     if_present: StoreError::VersionMismatch,
                     if_absent: StoreError::NotFound,
@@ -746,7 +806,8 @@ impl DynamoStore {
             Ok(tx)
         })
         .await?;
-        self.write_chunks(t, group, ops, rest, audit).await?;
+        self.write_chunks(t, group, ops, rest, audit, settle)
+            .await?;
         // Possibly with a later concurrent change included.
         self.get(t, Kind::Group, group)
             .await?
@@ -1221,12 +1282,17 @@ impl Store for DynamoStore {
             attr: "id",
             value: id.to_owned(),
         };
+        let settle = settle_deadline(rest);
         self.transact("TransactWriteItems (create)", true, |drops| {
             let part = chunk(&ops, &first, drops);
             let count = u64::try_from(net(&part)).unwrap_or(0);
             let mut tx = Tx::new(Arc::clone(&self.table));
+            let mut item = resource_item(tenant, resource, &keys, count)?;
+            if let Some(until) = settle {
+                item.insert(MW.into(), n(until));
+            }
             tx.put(
-                resource_item(tenant, resource, &keys, count)?,
+                item,
                 Some("attribute_not_exists(#pk)"),
                 pk_expr(),
                 Tag::Target {
@@ -1271,7 +1337,7 @@ impl Store for DynamoStore {
             Ok(tx)
         })
         .await?;
-        self.write_chunks(tenant, id, &ops, rest, audit.first())
+        self.write_chunks(tenant, id, &ops, rest, audit.first(), settle)
             .await
     }
 
@@ -1306,10 +1372,14 @@ impl Store for DynamoStore {
             .map_err(|e| StoreError::Backend(format!("encoding resource: {e}")))?;
         let keys_json = encode_keys(&new)?;
         let pk = tenant_pk(tenant);
+        let settle = settle_deadline(rest);
         self.transact("TransactWriteItems (update)", true, |drops| {
             let part = chunk(&ops, &first, drops);
             let d = net(&part);
             let mut set = "SET #doc = :doc, #ver = :ver, #lm = :lm, #keys = :keys".to_owned();
+            if settle.is_some() {
+                set.push_str(", #mw = :mw");
+            }
             let mut expr = Expr::new()
                 .name("#doc", DOC)
                 .name("#ver", VER)
@@ -1320,6 +1390,9 @@ impl Store for DynamoStore {
                 .value(":lm", s(r.last_modified.as_str()))
                 .value(":keys", s(keys_json.as_str()))
                 .value(":expected", n(update.expected_version));
+            if let Some(until) = settle {
+                expr = expr.name("#mw", MW).value(":mw", n(until));
+            }
             if kind == Kind::User {
                 set.push_str(", #lic = :lic");
                 expr = expr
@@ -1383,7 +1456,7 @@ impl Store for DynamoStore {
             Ok(tx)
         })
         .await?;
-        self.write_chunks(tenant, id, &ops, rest, update.audit.first())
+        self.write_chunks(tenant, id, &ops, rest, update.audit.first(), settle)
             .await
     }
 

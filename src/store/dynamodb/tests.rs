@@ -613,6 +613,37 @@ async fn big_membership_changes_are_chunked_and_counted() {
     let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
     assert_eq!((g.version, g.member_count), (1, 150));
     assert_eq!(member_ids(&s, &t, "g").await, users);
+    // The first transaction marked the group settling; the last chunk in,
+    // the mark is gone.
+    assert!(!g.settling);
+    assert!(!group_item(&s, &t, "g").await.contains_key(MW));
+
+    // The same with If-Match, the other chunked writer.
+    let more: Vec<String> = users[..100].to_vec();
+    let removal = MemberDelta {
+        remove: more,
+        ..MemberDelta::default()
+    };
+    let (logging, log) = logged(&s);
+    let g = logging
+        .update_members(&t, "g", &removal, Some(1), "2025-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!((g.version, g.member_count, g.settling), (2, 50, false));
+    // Chunks, then the mark's removal, then the group read back.
+    let ops = log.take();
+    assert!(ops.iter().filter(|o| *o == "TransactWriteItems").count() > 1);
+    assert_eq!(ops[ops.len() - 2..], ["UpdateItem", "GetItem"], "{ops:?}");
+    assert!(!group_item(&s, &t, "g").await.contains_key(MW));
+    s.update_members(
+        &t,
+        "g",
+        &add(&users[..100].iter().map(String::as_str).collect::<Vec<_>>()),
+        Some(2),
+        "2025-01-01T00:00:00Z",
+    )
+    .await
+    .unwrap();
     assert_eq!(s.groups_of(&t, "u149").await.unwrap(), ["g"]);
 
     // Replace with an overlapping list: only the difference is written.
@@ -626,7 +657,7 @@ async fn big_membership_changes_are_chunked_and_counted() {
         .update_members(&t, "g", &replace, None, "2025-01-01T00:00:00Z")
         .await
         .unwrap();
-    assert_eq!((g.version, g.member_count), (2, 50));
+    assert_eq!((g.version, g.member_count), (4, 50));
     assert_eq!(member_ids(&s, &t, "g").await, &users[100..]);
     assert!(s.groups_of(&t, "u000").await.unwrap().is_empty());
 
@@ -653,6 +684,46 @@ async fn big_membership_changes_are_chunked_and_counted() {
     assert!(s.members(&t, "g", None, 1000).await.unwrap().is_empty());
     assert!(s.groups_of(&t, "u149").await.unwrap().is_empty());
     assert_eq!(s.count(&t, Kind::Group).await.unwrap(), 40);
+}
+
+/// The group's item as stored.
+async fn group_item(s: &DynamoStore, t: &TenantId, id: &str) -> Item {
+    s.client()
+        .get_item()
+        .table_name(s.table.as_ref())
+        .set_key(Some(keys::key(tenant_pk(t), resource_sk(Kind::Group, id))))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default()
+}
+
+/// A settling mark makes its group read as settling until its deadline;
+/// a mark left by a writer that died between its chunks expires.
+#[tokio::test]
+async fn a_settling_mark_counts_until_its_deadline() {
+    let s = open().await;
+    let t = tenant("t1");
+    s.create(&t, &group("g"), &[], &[]).await.unwrap();
+    for (until, settling) in [(unix_now() + 60, true), (unix_now() - 1, false)] {
+        s.client()
+            .update_item()
+            .table_name(s.table.as_ref())
+            .set_key(Some(keys::key(
+                tenant_pk(&t),
+                resource_sk(Kind::Group, "g"),
+            )))
+            .update_expression("SET #mw = :mw")
+            .expression_attribute_names("#mw", MW)
+            .expression_attribute_values(":mw", n(until))
+            .send()
+            .await
+            .unwrap();
+        let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+        assert_eq!(g.settling, settling, "deadline {until}");
+    }
 }
 
 #[tokio::test]
