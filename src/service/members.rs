@@ -13,8 +13,10 @@
 //! 100,000 members on DynamoDB); after that a page at any `startIndex`
 //! costs the same.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
 
 use super::{Ctx, Service, store_err};
 use crate::scim::error::ScimResult;
@@ -63,15 +65,25 @@ struct MemberIndex {
     marks: Vec<String>,
 }
 
-/// Per-instance indexes of recently paged groups.
-#[derive(Debug, Default)]
+/// Per-instance indexes of the groups paged most recently: a group being
+/// paged through stays while others come and go.
+#[derive(Debug)]
 pub(super) struct MemberIndexes {
-    by_group: Mutex<HashMap<(String, String), Arc<MemberIndex>>>,
+    by_group: Mutex<LruCache<(String, String), Arc<MemberIndex>>>,
+}
+
+impl Default for MemberIndexes {
+    fn default() -> Self {
+        let cap = NonZeroUsize::new(CACHED_GROUPS).unwrap_or(NonZeroUsize::MIN);
+        MemberIndexes {
+            by_group: Mutex::new(LruCache::new(cap)),
+        }
+    }
 }
 
 impl MemberIndexes {
     fn get(&self, tenant: &str, group: &str, version: u64) -> Option<Arc<MemberIndex>> {
-        let map = self.by_group.lock().ok()?;
+        let mut map = self.by_group.lock().ok()?;
         map.get(&(tenant.to_owned(), group.to_owned()))
             .filter(|i| i.version == version)
             .cloned()
@@ -79,12 +91,7 @@ impl MemberIndexes {
 
     fn put(&self, tenant: &str, group: &str, index: Arc<MemberIndex>) {
         if let Ok(mut map) = self.by_group.lock() {
-            if map.len() >= CACHED_GROUPS {
-                // Indexes are cheap to rebuild: forget them all rather
-                // than track recency.
-                map.clear();
-            }
-            map.insert((tenant.to_owned(), group.to_owned()), index);
+            map.put((tenant.to_owned(), group.to_owned()), index);
         }
     }
 }
@@ -232,5 +239,36 @@ impl Service {
             more,
             last,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(version: u64) -> Arc<MemberIndex> {
+        Arc::new(MemberIndex {
+            version,
+            users: 0,
+            marks: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_group_being_paged_stays_while_others_come_and_go() {
+        let cache = MemberIndexes::default();
+        cache.put("t", "paged", index(1));
+        for i in 0..CACHED_GROUPS * 3 {
+            cache.put("t", &format!("g{i}"), index(1));
+            assert!(
+                cache.get("t", "paged", 1).is_some(),
+                "evicted after {i} others"
+            );
+        }
+        assert!(cache.get("t", "paged", 2).is_none(), "another version");
+        assert!(cache.get("u", "paged", 1).is_none(), "another tenant");
+        assert!(cache.get("t", "g0", 1).is_none(), "the least recent went");
+        let newest = format!("g{}", CACHED_GROUPS * 3 - 1);
+        assert!(cache.get("t", &newest, 1).is_some());
     }
 }
