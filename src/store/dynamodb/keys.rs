@@ -35,6 +35,8 @@ pub(super) const LIC_AT: &str = "licAt";
 /// On a group: until when (epoch seconds) a member change written in
 /// several transactions may still be adding its later chunks.
 pub(super) const MW: &str = "mw";
+/// Which change set `mw`: only that change removes it.
+pub(super) const MW_TOKEN: &str = "mwt";
 /// The table's TTL attribute (epoch seconds), declared in `template.yaml`.
 pub(super) const EXPIRES_AT: &str = "expiresAt";
 

@@ -108,9 +108,32 @@ impl std::fmt::Debug for DynamoStore {
 /// beyond the Lambda timeout (28 s) that bounds any one request.
 const SETTLE_SECS: i64 = 300;
 
-/// The settling deadline for a change with `rest` chunks after its first.
-fn settle_deadline(rest: &[Range<usize>]) -> Option<i64> {
-    (!rest.is_empty()).then(|| unix_now() + SETTLE_SECS)
+/// The settling mark of one chunked member change: a deadline for readers,
+/// and a token of its own, so that of two such changes overlapping on one
+/// group the first to finish cannot remove the other's mark.
+struct Settle {
+    until: i64,
+    token: String,
+}
+
+impl Settle {
+    /// The mark for a change with `rest` chunks after its first, if any.
+    fn of(rest: &[Range<usize>]) -> Option<Settle> {
+        (!rest.is_empty()).then(|| Settle {
+            until: unix_now() + SETTLE_SECS,
+            token: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// The `SET` clauses that mark the group, bound by [`Settle::bind`].
+    const SET: &'static str = ", #mw = :mw, #mwt = :mwt";
+
+    fn bind(&self, expr: Expr) -> Expr {
+        expr.name("#mw", MW)
+            .name("#mwt", MW_TOKEN)
+            .value(":mw", n(self.until))
+            .value(":mwt", s(self.token.as_str()))
+    }
 }
 
 /// Time limits of DynamoDB calls. The defaults suit Lambda; tests against
@@ -669,28 +692,29 @@ impl DynamoStore {
         ops: &[MemberOp],
         ranges: &[Range<usize>],
         audit: Option<&AuditRecord>,
-        settle: Option<i64>,
+        settle: Option<&Settle>,
     ) -> Result<(), StoreError> {
         let written = self.write_chunk_parts(t, group, ops, ranges, audit).await;
-        if let Some(until) = settle {
-            self.settled(t, group, until).await;
+        if let Some(mark) = settle {
+            self.settled(t, group, mark).await;
         }
         written
     }
 
-    /// Removes the settling mark `until` from a group, unless a later
+    /// Removes this change's settling mark from a group, unless a later
     /// chunked change set its own. Best effort: a mark left behind expires.
-    async fn settled(&self, t: &TenantId, group: &str, until: i64) {
+    async fn settled(&self, t: &TenantId, group: &str, mark: &Settle) {
         let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
         let result = with_retries("UpdateItem (settled)", self.budget, transient_code, || {
             self.client
                 .update_item()
                 .table_name(self.table.as_ref())
                 .set_key(Some(group_key.clone()))
-                .update_expression("REMOVE #mw")
-                .condition_expression("#mw = :mw")
+                .update_expression("REMOVE #mw, #mwt")
+                .condition_expression("#mwt = :mwt")
                 .expression_attribute_names("#mw", MW)
-                .expression_attribute_values(":mw", n(until))
+                .expression_attribute_names("#mwt", MW_TOKEN)
+                .expression_attribute_values(":mwt", s(mark.token.as_str()))
                 .send()
         })
         .await;
@@ -770,7 +794,7 @@ impl DynamoStore {
             .split_first()
             .map_or((0..0, &[][..]), |(f, r)| (f.clone(), r));
         let group_key = key(tenant_pk(t), resource_sk(Kind::Group, group));
-        let settle = settle_deadline(rest);
+        let settle = Settle::of(rest);
         self.transact("TransactWriteItems (members)", true, |drops| {
             let part = chunk(ops, &first, drops);
             let mut tx = Tx::new(Arc::clone(&self.table));
@@ -782,16 +806,14 @@ impl DynamoStore {
                 .value(":one", n(1))
                 .value(":d", n(net(&part)))
                 .value(":v", n(expected));
-            let set = match settle {
-                Some(until) => {
-                    expr = expr.name("#mw", MW).value(":mw", n(until));
-                    "SET #lm = :now, #mw = :mw ADD #ver :one, #mc :d"
-                }
-                None => "SET #lm = :now ADD #ver :one, #mc :d",
-            };
+            let mut mark = "";
+            if let Some(m) = &settle {
+                expr = m.bind(expr);
+                mark = Settle::SET;
+            }
             tx.update(
                 group_key.clone(),
-                set,
+                &format!("SET #lm = :now{mark} ADD #ver :one, #mc :d"),
                 Some("#ver = :v"),
                 expr,
                 Tag::Target {
@@ -806,7 +828,7 @@ impl DynamoStore {
             Ok(tx)
         })
         .await?;
-        self.write_chunks(t, group, ops, rest, audit, settle)
+        self.write_chunks(t, group, ops, rest, audit, settle.as_ref())
             .await?;
         // Possibly with a later concurrent change included.
         self.get(t, Kind::Group, group)
@@ -1282,14 +1304,15 @@ impl Store for DynamoStore {
             attr: "id",
             value: id.to_owned(),
         };
-        let settle = settle_deadline(rest);
+        let settle = Settle::of(rest);
         self.transact("TransactWriteItems (create)", true, |drops| {
             let part = chunk(&ops, &first, drops);
             let count = u64::try_from(net(&part)).unwrap_or(0);
             let mut tx = Tx::new(Arc::clone(&self.table));
             let mut item = resource_item(tenant, resource, &keys, count)?;
-            if let Some(until) = settle {
-                item.insert(MW.into(), n(until));
+            if let Some(m) = &settle {
+                item.insert(MW.into(), n(m.until));
+                item.insert(MW_TOKEN.into(), s(m.token.as_str()));
             }
             tx.put(
                 item,
@@ -1337,7 +1360,7 @@ impl Store for DynamoStore {
             Ok(tx)
         })
         .await?;
-        self.write_chunks(tenant, id, &ops, rest, audit.first(), settle)
+        self.write_chunks(tenant, id, &ops, rest, audit.first(), settle.as_ref())
             .await
     }
 
@@ -1372,13 +1395,13 @@ impl Store for DynamoStore {
             .map_err(|e| StoreError::Backend(format!("encoding resource: {e}")))?;
         let keys_json = encode_keys(&new)?;
         let pk = tenant_pk(tenant);
-        let settle = settle_deadline(rest);
+        let settle = Settle::of(rest);
         self.transact("TransactWriteItems (update)", true, |drops| {
             let part = chunk(&ops, &first, drops);
             let d = net(&part);
             let mut set = "SET #doc = :doc, #ver = :ver, #lm = :lm, #keys = :keys".to_owned();
             if settle.is_some() {
-                set.push_str(", #mw = :mw");
+                set.push_str(Settle::SET);
             }
             let mut expr = Expr::new()
                 .name("#doc", DOC)
@@ -1390,8 +1413,8 @@ impl Store for DynamoStore {
                 .value(":lm", s(r.last_modified.as_str()))
                 .value(":keys", s(keys_json.as_str()))
                 .value(":expected", n(update.expected_version));
-            if let Some(until) = settle {
-                expr = expr.name("#mw", MW).value(":mw", n(until));
+            if let Some(m) = &settle {
+                expr = m.bind(expr);
             }
             if kind == Kind::User {
                 set.push_str(", #lic = :lic");
@@ -1456,8 +1479,15 @@ impl Store for DynamoStore {
             Ok(tx)
         })
         .await?;
-        self.write_chunks(tenant, id, &ops, rest, update.audit.first(), settle)
-            .await
+        self.write_chunks(
+            tenant,
+            id,
+            &ops,
+            rest,
+            update.audit.first(),
+            settle.as_ref(),
+        )
+        .await
     }
 
     async fn update_members_with(

@@ -700,6 +700,44 @@ async fn group_item(s: &DynamoStore, t: &TenantId, id: &str) -> Item {
         .unwrap_or_default()
 }
 
+/// Read while a chunked change is written, a group whose member list is
+/// partial always reads as settling (so no member count is cached from
+/// it), and reads as settled once the change is complete.
+#[tokio::test]
+async fn a_group_read_between_chunks_is_settling() {
+    let s = open().await;
+    let t = tenant("t1");
+    let users = seed_users(&s, &t, "u", 300).await;
+    let refs: Vec<MemberRef> = users.iter().map(|u| member(u)).collect();
+    s.create(&t, &group("g"), &[], &[]).await.unwrap();
+    let update = MemberDelta {
+        add: refs,
+        ..MemberDelta::default()
+    };
+    let writer = {
+        let (s, t) = (s.clone(), t.clone());
+        tokio::spawn(async move {
+            s.update_members(&t, "g", &update, Some(1), "2025-01-01T00:00:00Z")
+                .await
+        })
+    };
+    // The emulator serves one request at a time, so these reads fall
+    // between the writer's transactions.
+    let mut partial = 0;
+    while !writer.is_finished() {
+        let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+        if g.version == 2 && g.member_count < 300 {
+            partial += 1;
+            assert!(g.settling, "a partial member list, not settling: {g:?}");
+        }
+    }
+    writer.await.unwrap().unwrap();
+    println!("{partial} reads between chunks");
+    assert!(partial > 0, "no read fell between the chunks");
+    let g = s.get(&t, Kind::Group, "g").await.unwrap().unwrap();
+    assert_eq!((g.version, g.member_count, g.settling), (2, 300, false));
+}
+
 /// A settling mark makes its group read as settling until its deadline;
 /// a mark left by a writer that died between its chunks expires.
 #[tokio::test]
